@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string_view>
 
@@ -27,10 +28,10 @@ struct StreamingLLM : PolicyDefaults {
 
   std::string_view name() const { return "StreamingLLM"; }
   InputNeeds needs() const { return {}; }
-  // Everything kept is protected: the sinks and the budget's remaining B - sinks recent tokens.
-  Protection protection(std::int64_t n, std::int64_t budget) const {
-    const std::int64_t sinks = std::min(config.sinks, budget);
-    return budget >= n ? Protection{n, 0} : Protection{sinks, budget - sinks};
+  // Everything kept is protected: the sinks and the budget's remaining B - sinks recent tokens. A
+  // budget below the sinks is refused by select(), like any budget below the protected set.
+  Protection protection(std::int64_t, std::int64_t budget) const {
+    return {config.sinks, std::max<std::int64_t>(0, budget - config.sinks)};
   }
 };
 

@@ -73,7 +73,12 @@ class Parser {
       std::vector<std::string_view> items;
       items.reserve(count);
       for (std::uint64_t i = 0; i < count; ++i) {
-        items.push_back(reader_.read_string(what + "[" + std::to_string(i) + "]"));
+        // The element's name is only built on failure: token tables have ~50k entries.
+        try {
+          items.push_back(reader_.read_string("string"));
+        } catch (const GgufError& e) {
+          throw GgufError(what + "[" + std::to_string(i) + "]: " + e.what());
+        }
       }
       return GgufArray::strings(std::move(items));
     }

@@ -1,0 +1,72 @@
+# The CUDA backend: the capkv::cuda interface target (host launchers in include/capkv/cuda, kernels
+# in kernels/) and the helpers its tests and benchmark use. Included from the top-level
+# CMakeLists.txt before the capkv target exists; target names resolve at generate time.
+#
+# Everything here must configure and build on a machine with the toolkit but no GPU (CI): nothing
+# runs device code at configure or build time.
+
+# Default: on when capkv is the top-level project and nvcc is found. Sanitized builds leave it off:
+# the CUDA runtime and AddressSanitizer's shadow memory do not mix, and the device-independent math
+# is tested there anyway (tests/cuda builds it without CUDA). A parent project that embeds capkv
+# gets the backend by default only if it enabled CUDA itself, so a CPU-only consumer does not pay
+# for CUDA compiler detection.
+set(_capkv_cuda_default OFF)
+get_property(_capkv_languages GLOBAL PROPERTY ENABLED_LANGUAGES)
+if(PROJECT_IS_TOP_LEVEL OR CAPKV_CUDA OR "CUDA" IN_LIST _capkv_languages)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER AND NOT CAPKV_SANITIZE)
+    set(_capkv_cuda_default ON)
+  endif()
+endif()
+option(CAPKV_CUDA "Build the CUDA backend with its tests and benchmark (needs nvcc, not a GPU)"
+       ${_capkv_cuda_default})
+
+if(NOT CAPKV_CUDA)
+  message(STATUS "capkv: CUDA backend off (CAPKV_CUDA=OFF or no nvcc found)")
+  return()
+endif()
+if(NOT CMAKE_CUDA_COMPILER)
+  message(FATAL_ERROR "CAPKV_CUDA is ON but CMake found no CUDA compiler: set CMAKE_CUDA_COMPILER "
+                      "(e.g. /usr/local/cuda/bin/nvcc) or configure with -DCAPKV_CUDA=OFF")
+endif()
+
+# sm_90 (H100/H200) only by default: every extra architecture multiplies the device compile time,
+# which on a 2-core CI machine is most of the build. Override with -DCMAKE_CUDA_ARCHITECTURES=...
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+  set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures to compile for")
+endif()
+enable_language(CUDA)
+find_package(CUDAToolkit REQUIRED)
+if(CUDAToolkit_VERSION VERSION_LESS 12.0)
+  message(FATAL_ERROR "capkv's CUDA backend needs CUDA 12 or newer (found ${CUDAToolkit_VERSION})")
+endif()
+message(STATUS "capkv: CUDA backend on (nvcc ${CUDAToolkit_VERSION}, "
+               "architectures ${CMAKE_CUDA_ARCHITECTURES})")
+
+add_library(capkv_cuda INTERFACE)
+add_library(capkv::cuda ALIAS capkv_cuda)
+# The repository root, so launchers include their kernels as "kernels/<name>.cuh".
+target_include_directories(capkv_cuda INTERFACE $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}>)
+target_compile_features(capkv_cuda INTERFACE cuda_std_20 cxx_std_20)
+target_link_libraries(capkv_cuda INTERFACE capkv CUDA::cudart CUDA::cublas CUDA::cusolver)
+# constexpr helpers (std::min, numeric_limits) from device code.
+target_compile_options(capkv_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
+
+# The top-level add_compile_options() gives every target GCC warning (and sanitizer) flags, which
+# nvcc rejects. For a target with CUDA sources, hand them to the host compiler instead; -Wpedantic
+# is dropped there because nvcc's generated host code uses GNU line markers it would flag.
+function(capkv_cuda_host_flags target)
+  get_target_property(options ${target} COMPILE_OPTIONS)
+  if(NOT options)
+    return()
+  endif()
+  set(fixed)
+  foreach(option IN LISTS options)
+    list(APPEND fixed "$<$<NOT:$<COMPILE_LANGUAGE:CUDA>>:${option}>")
+    if(NOT option STREQUAL "-Wpedantic")
+      list(APPEND fixed "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=${option}>")
+    endif()
+  endforeach()
+  set_target_properties(${target} PROPERTIES COMPILE_OPTIONS "${fixed}")
+endfunction()

@@ -52,6 +52,7 @@ struct Problem {
 };
 
 void set_shape(benchmark::State& state, const Problem& p) {
+  state.counters["threads"] = max_threads();
   state.counters["n"] = static_cast<double>(p.n);
   state.counters["d"] = static_cast<double>(p.d);
   state.counters["g"] = static_cast<double>(p.g);
@@ -59,7 +60,8 @@ void set_shape(benchmark::State& state, const Problem& p) {
 }
 
 void weighted_leverage(benchmark::State& state, std::int64_t n, std::int64_t d, std::int64_t g,
-                       std::int64_t stride) {
+                       std::int64_t stride, int threads) {
+  const ThreadScope scope(threads);
   const Problem p(n, d, g, stride);
   const cpu::ConstRowMap u = p.basis();
   for (auto _ : state) {
@@ -92,6 +94,7 @@ RowMatrixXf naive_leverage(const cpu::ConstRowMap& u, const RowMatrixXf& w) {
 }
 
 void naive(benchmark::State& state, std::int64_t n, std::int64_t d, std::int64_t g) {
+  const ThreadScope scope(1);  // what it gets anyway: Eigen threads no matrix-vector product
   const Problem p(n, d, g, d);
   const cpu::ConstRowMap u = p.basis();
   for (auto _ : state) {
@@ -152,7 +155,9 @@ RowMatrixXf leverage_prototype(const cpu::ConstRowMap& u, const RowMatrixXf& wei
   return scores;
 }
 
-void prototype(benchmark::State& state, std::int64_t n, std::int64_t d, std::int64_t g) {
+void prototype(benchmark::State& state, std::int64_t n, std::int64_t d, std::int64_t g,
+               int threads) {
+  const ThreadScope scope(threads);
   const Problem p(n, d, g, d);
   const cpu::ConstRowMap u = p.basis();
   // A faster wrong answer proves nothing: it must match the library to fp32 GEMM accuracy.
@@ -197,47 +202,49 @@ void check_finite_contiguous(benchmark::State& state, std::int64_t n, std::int64
 }
 
 std::string name(const char* kernel, std::int64_t n, std::int64_t d, std::int64_t g,
-                 const char* layout) {
+                 const char* layout, int threads) {
   return std::string("kernel/") + kernel + "/n:" + std::to_string(n) + "/d:" + std::to_string(d) +
-         "/g:" + std::to_string(g) + "/" + layout;
+         "/g:" + std::to_string(g) + "/" + layout + "/threads:" + std::to_string(threads);
 }
 
 }  // namespace
 
 void register_kernels() {
   constexpr std::int64_t kTargetN = 32768, kTargetD = 128, kHkv = 8;
-  // The target shape: one KV head, g = 1 and g = 4, packed and strided as in an 8-KV-head cache.
+  const int all = max_threads();
+  const auto add = [](const std::string& label, auto fn) {
+    configure(benchmark::RegisterBenchmark(label.c_str(), fn));
+  };
+  // The target shape: one KV head, g = 1 and g = 4, packed and strided as in an 8-KV-head cache;
+  // the packed ones also on one thread, against the one-thread sgemm.
   for (const std::int64_t g : {1, 4}) {
-    configure(benchmark::RegisterBenchmark(
-        name("weighted_leverage", kTargetN, kTargetD, g, "packed").c_str(),
-        [g](benchmark::State& s) { weighted_leverage(s, kTargetN, kTargetD, g, kTargetD); }));
-    configure(benchmark::RegisterBenchmark(
-        name("weighted_leverage", kTargetN, kTargetD, g, "cache").c_str(),
-        [g](benchmark::State& s) {
-          weighted_leverage(s, kTargetN, kTargetD, g, kHkv * kTargetD);
-        }));
-    configure(benchmark::RegisterBenchmark(
-        name("naive_leverage", kTargetN, kTargetD, g, "packed").c_str(),
-        [g](benchmark::State& s) { naive(s, kTargetN, kTargetD, g); }));
-  }
-  for (const std::int64_t g : {1, 4}) {
-    configure(benchmark::RegisterBenchmark(
-        name("prototype_syrk_trmm", kTargetN, kTargetD, g, "packed").c_str(),
-        [g](benchmark::State& s) { prototype(s, kTargetN, kTargetD, g); }));
+    add(name("weighted_leverage", kTargetN, kTargetD, g, "packed", all),
+        [g, all](benchmark::State& s) {
+          weighted_leverage(s, kTargetN, kTargetD, g, kTargetD, all);
+        });
+    add(name("weighted_leverage", kTargetN, kTargetD, g, "cache", all),
+        [g, all](benchmark::State& s) {
+          weighted_leverage(s, kTargetN, kTargetD, g, kHkv * kTargetD, all);
+        });
+    if (all > 1) {
+      add(name("weighted_leverage", kTargetN, kTargetD, g, "packed", 1),
+          [g](benchmark::State& s) { weighted_leverage(s, kTargetN, kTargetD, g, kTargetD, 1); });
+    }
+    add(name("naive_leverage", kTargetN, kTargetD, g, "packed", 1),
+        [g](benchmark::State& s) { naive(s, kTargetN, kTargetD, g); });
+    add(name("prototype_syrk_trmm", kTargetN, kTargetD, g, "packed", all),
+        [g, all](benchmark::State& s) { prototype(s, kTargetN, kTargetD, g, all); });
   }
   // The largest cache of the policy sweep: 64K tokens x 8 KV heads x 128.
-  configure(benchmark::RegisterBenchmark(
-      "kernel/check_finite/library/n:65536/d:128",
-      [](benchmark::State& s) { check_finite_library(s, 65536, 128); }));
-  configure(benchmark::RegisterBenchmark(
-      "kernel/check_finite/contiguous/n:65536/d:128",
-      [](benchmark::State& s) { check_finite_contiguous(s, 65536, 128); }));
+  add("kernel/check_finite/library/n:65536/d:128",
+      [](benchmark::State& s) { check_finite_library(s, 65536, 128); });
+  add("kernel/check_finite/contiguous/n:65536/d:128",
+      [](benchmark::State& s) { check_finite_contiguous(s, 65536, 128); });
   // Linear scaling of the kernel alone (g = 1): the fit's slope is the per-token cost.
   for (const std::int64_t d : {64, 128}) {
     for (const std::int64_t n : {1024, 4096, 16384, 65536}) {
-      configure(benchmark::RegisterBenchmark(
-          name("weighted_leverage", n, d, 1, "packed").c_str(),
-          [n, d](benchmark::State& s) { weighted_leverage(s, n, d, 1, d); }));
+      add(name("weighted_leverage", n, d, 1, "packed", all),
+          [n, d, all](benchmark::State& s) { weighted_leverage(s, n, d, 1, d, all); });
     }
   }
 }

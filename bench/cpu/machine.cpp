@@ -15,7 +15,8 @@ namespace capkv::bench {
 namespace {
 
 // C = A B with A m x k, B k x n: 2 m n k flops; every operand read once and C written once.
-void sgemm(benchmark::State& state, std::int64_t m, std::int64_t n, std::int64_t k) {
+void sgemm(benchmark::State& state, std::int64_t m, std::int64_t n, std::int64_t k, int threads) {
+  const ThreadScope scope(threads);
   Eigen::MatrixXf a(m, k), b(k, n), c(m, n);
   for (std::int64_t i = 0; i < a.size(); ++i) a.data()[i] = noise(4, i);
   for (std::int64_t i = 0; i < b.size(); ++i) b.data()[i] = noise(5, i);
@@ -70,12 +71,16 @@ void register_machine(const std::string& tag) {
     const char* label;
     std::int64_t m, n, k;
   };
-  for (const Gemm& g : {Gemm{"gram", 128, 128, 32768}, Gemm{"proj", 32768, 128, 128},
-                        Gemm{"gram", 64, 64, 32768}, Gemm{"square", 2048, 2048, 2048}}) {
-    const std::string name = "machine/sgemm/" + std::string(g.label) + "/" + std::to_string(g.m) +
-                             "x" + std::to_string(g.n) + "x" + std::to_string(g.k) + "/" + tag;
-    configure(benchmark::RegisterBenchmark(name.c_str(),
-                                           [g](benchmark::State& s) { sgemm(s, g.m, g.n, g.k); }));
+  // Each at every thread count from all of them down to one (see ThreadScope).
+  for (int threads = max_threads(); threads >= 1; threads = threads > 1 ? 1 : 0) {
+    for (const Gemm& g : {Gemm{"gram", 128, 128, 32768}, Gemm{"proj", 32768, 128, 128},
+                          Gemm{"gram", 64, 64, 32768}, Gemm{"square", 2048, 2048, 2048}}) {
+      const std::string name = "machine/sgemm/" + std::string(g.label) + "/" + std::to_string(g.m) +
+                               "x" + std::to_string(g.n) + "x" + std::to_string(g.k) +
+                               "/threads:" + std::to_string(threads) + "/" + tag;
+      configure(benchmark::RegisterBenchmark(
+          name.c_str(), [g, threads](benchmark::State& s) { sgemm(s, g.m, g.n, g.k, threads); }));
+    }
   }
   configure(
       benchmark::RegisterBenchmark(("machine/memcpy/512MiB/" + tag).c_str(), memcpy_bandwidth));

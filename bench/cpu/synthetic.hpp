@@ -4,6 +4,7 @@
 // only, so the tensors are uniform noise; what matters is that they are finite (the views are
 // checked) and laid out the way an engine caches them: fp32 [tokens, heads, dim], packed.
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -40,6 +41,26 @@ inline int team_size() {
   return 1;
 #endif
 }
+
+// Runs a benchmark on `threads` threads (OpenMP regions and Eigen's own GEMM split) and restores
+// the previous count. The single-thread pass is the check that survives a loaded machine: one
+// thread never waits at a barrier for a sibling the scheduler has parked.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int threads) : saved_(max_threads()) { set(threads); }
+  ~ThreadScope() { set(saved_); }
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  static void set(int threads) {
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    Eigen::setNbThreads(threads);
+  }
+  int saved_;
+};
 
 // Counter-based noise (splitmix64 of the index) so the fill parallelises and is reproducible.
 inline float noise(std::uint64_t seed, std::uint64_t i) {

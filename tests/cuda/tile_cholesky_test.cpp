@@ -186,6 +186,25 @@ TEST(TileCholeskyTeams, ThreadedTeamsAgreeWithOneWorker) {
   }
 }
 
+TEST(TileCholeskyTeams, WarpShapedTeamsSplitColumnsToo) {
+  // Sizes that are multiples of 32 take the block's path: rows per warp, columns per lane.
+  for (int d : {40, 70}) {
+    const MatrixXd a = capacity_like(d, 2 * d, 3 * d);
+    Padded serial(a, 2);
+    const capkv::device::SerialTeam one;
+    ASSERT_EQ(capkv::device::cholesky_lower(serial.data.data(), serial.ld, d, one), 0);
+    capkv::device::invert_lower(serial.data.data(), serial.ld, d, one);
+    for (int workers : {32, 64}) {
+      Padded parallel(a, 2);
+      run_team(workers, [&](const ThreadTeam& team) {
+        capkv::device::cholesky_lower(parallel.data.data(), parallel.ld, d, team);
+        capkv::device::invert_lower(parallel.data.data(), parallel.ld, d, team);
+      });
+      EXPECT_EQ(parallel.data, serial.data) << "d " << d << ", " << workers << " workers";
+    }
+  }
+}
+
 TEST(TileCholeskyTeams, EveryWorkerSeesTheSameFailure) {
   MatrixXd a = capacity_like(9, 20, 5);
   a(6, 6) = -50.0;

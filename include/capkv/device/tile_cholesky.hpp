@@ -25,6 +25,23 @@ CAPKV_HOST_DEVICE inline T square_root(T x) {
 #endif
 }
 
+// How a team splits a 2-D sweep: a team whose size is a multiple of 32 (a CUDA block) gives each
+// warp rows and each lane columns, so consecutive lanes touch consecutive elements and no worker
+// divides; any other team (the CPU, the thread tests) splits rows only.
+struct SweepSplit {
+  int row_worker;
+  int row_workers;
+  int lane;
+  int lanes;
+
+  CAPKV_HD_TEMPLATE
+  template <class Team>
+  CAPKV_HOST_DEVICE static SweepSplit of(const Team& team) {
+    const int lanes = team.size() % 32 == 0 ? 32 : 1;
+    return {team.rank() / lanes, team.size() / lanes, team.rank() % lanes, lanes};
+  }
+};
+
 // True for a finite positive pivot; NaN fails the first test and Inf the second (Inf - Inf is NaN).
 template <class T>
 CAPKV_HOST_DEVICE inline bool usable_pivot(T x) {
@@ -45,6 +62,7 @@ template <class T, class Team>
 CAPKV_HOST_DEVICE int cholesky_lower(T* a, int ld, int d, const Team& team) {
   const int rank = team.rank();
   const int size = team.size();
+  const detail::SweepSplit split = detail::SweepSplit::of(team);
   for (int k = 0; k < d; ++k) {
     team.sync();  // the previous step's updates of a[k][k] and column k are visible
     const T akk = a[k * ld + k];
@@ -57,11 +75,10 @@ CAPKV_HOST_DEVICE int cholesky_lower(T* a, int ld, int d, const Team& team) {
     team.sync();
     // The trailing update only reads column k (final now) and writes columns > k, so it needs no
     // barrier of its own. a[k][k] is written here because every worker has read it by now.
-    const int m = d - k - 1;
-    for (int idx = rank; idx < m * m; idx += size) {
-      const int i = k + 1 + idx / m;
-      const int j = k + 1 + idx % m;
-      if (j <= i) a[i * ld + j] -= a[i * ld + k] * a[j * ld + k];
+    for (int i = k + 1 + split.row_worker; i < d; i += split.row_workers) {
+      const T lik = a[i * ld + k];
+      for (int j = k + 1 + split.lane; j <= i; j += split.lanes)
+        a[i * ld + j] -= lik * a[j * ld + k];
     }
     if (rank == 0) a[k * ld + k] = lkk;
   }
@@ -81,16 +98,15 @@ template <class T, class Team>
 CAPKV_HOST_DEVICE void invert_lower(T* a, int ld, int d, const Team& team) {
   const int rank = team.rank();
   const int size = team.size();
+  const detail::SweepSplit split = detail::SweepSplit::of(team);
   for (int k = 0; k < d; ++k) {
     team.sync();
     const T lkk = a[k * ld + k];
     for (int c = rank; c < k; c += size) a[k * ld + c] /= lkk;  // X[k][c], c < k, final
     team.sync();
-    const int m = d - k - 1;
-    for (int idx = rank; idx < m * k; idx += size) {
-      const int i = k + 1 + idx / k;
-      const int c = idx % k;
-      a[i * ld + c] -= a[i * ld + k] * a[k * ld + c];  // reads L[i][k], untouched until below
+    for (int i = k + 1 + split.row_worker; i < d; i += split.row_workers) {
+      const T lik = a[i * ld + k];  // L[i][k]: column k is rewritten only after the next barrier
+      for (int c = split.lane; c < k; c += split.lanes) a[i * ld + c] -= lik * a[k * ld + c];
     }
     team.sync();
     for (int i = k + 1 + rank; i < d; i += size) a[i * ld + k] = -a[i * ld + k] / lkk;

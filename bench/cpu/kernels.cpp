@@ -201,6 +201,56 @@ void check_finite_contiguous(benchmark::State& state, std::int64_t n, std::int64
   set_work(state, 0.0, l.key_bytes());
 }
 
+// SnapKV and H2O score each query head on its own: one (w x d) x (d x n) logits product per query
+// head, so a GQA group reads its KV head's keys g times, through a GEMM only w = 32 rows tall. The
+// g query heads share the keys, so the same logits are one (g w x d) x (d x n) product. Here both
+// on one KV head of the 64K x 8 x 128 layer, keys read in place as the scorers do.
+void window_logits(benchmark::State& state, bool stacked) {
+  constexpr std::int64_t kWindow = 32, kGroup = 4;
+  const Layer& l = layer(Shape{.n = 65536, .d = 128});
+  const cpu::HeadMatrix keys(l.inputs.keys, 0, "keys");
+  const std::int64_t n = keys.rows(), d = keys.cols();
+  RowMatrixXf q(kGroup * kWindow, d), logits(kGroup * kWindow, n);
+  for (std::int64_t i = 0; i < q.size(); ++i) q.data()[i] = noise(8, i);
+  for (auto _ : state) {
+    if (stacked) {
+      logits.noalias() = q * keys.matrix().transpose();
+    } else {
+      for (std::int64_t j = 0; j < kGroup; ++j) {
+        logits.middleRows(j * kWindow, kWindow).noalias() =
+            q.middleRows(j * kWindow, kWindow) * keys.matrix().transpose();
+      }
+    }
+    benchmark::DoNotOptimize(logits.data());
+  }
+  state.counters["threads"] = max_threads();
+  set_work(state, 2.0 * kGroup * kWindow * n * d, 4.0 * (stacked ? 1 : kGroup) * n * d);
+}
+
+// The greedy CapKV's per-pick update: q_hi -= w c_i^2 with c = U z_h, one matrix-vector product
+// per query head over all n tokens, in fp64 (greedy_logdet_scores). The g products share U, so
+// one n x d x g product reads it once. n = 4K, d = 128, g = 4, as in the policy sweep.
+void greedy_update(benchmark::State& state, bool stacked) {
+  constexpr std::int64_t n = 4096, d = 128, g = 4;
+  Eigen::MatrixXd u(n, d), z(d, g), c(n, g);
+  for (std::int64_t i = 0; i < u.size(); ++i) u.data()[i] = noise(9, i);
+  for (std::int64_t i = 0; i < z.size(); ++i) z.data()[i] = noise(10, i);
+  Eigen::VectorXd col(n);
+  for (auto _ : state) {
+    if (stacked) {
+      c.noalias() = u * z;
+    } else {
+      for (std::int64_t h = 0; h < g; ++h) {
+        col.noalias() = u * z.col(h);
+        c.col(h) = col;
+      }
+    }
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["threads"] = max_threads();
+  set_work(state, 2.0 * n * d * g, 8.0 * (stacked ? 1 : g) * n * d);
+}
+
 std::string name(const char* kernel, std::int64_t n, std::int64_t d, std::int64_t g,
                  const char* layout, int threads) {
   return std::string("kernel/") + kernel + "/n:" + std::to_string(n) + "/d:" + std::to_string(d) +
@@ -240,6 +290,14 @@ void register_kernels() {
       [](benchmark::State& s) { check_finite_library(s, 65536, 128); });
   add("kernel/check_finite/contiguous/n:65536/d:128",
       [](benchmark::State& s) { check_finite_contiguous(s, 65536, 128); });
+  add("kernel/window_logits/per_query_head/n:65536/d:128/g:4",
+      [](benchmark::State& s) { window_logits(s, false); });
+  add("kernel/window_logits/gqa_stacked/n:65536/d:128/g:4",
+      [](benchmark::State& s) { window_logits(s, true); });
+  add("kernel/greedy_update/per_query_head/n:4096/d:128/g:4",
+      [](benchmark::State& s) { greedy_update(s, false); });
+  add("kernel/greedy_update/gqa_stacked/n:4096/d:128/g:4",
+      [](benchmark::State& s) { greedy_update(s, true); });
   // Linear scaling of the kernel alone (g = 1): the fit's slope is the per-token cost.
   for (const std::int64_t d : {64, 128}) {
     for (const std::int64_t n : {1024, 4096, 16384, 65536}) {

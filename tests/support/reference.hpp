@@ -329,22 +329,26 @@ inline MatrixXd h2o(const Layer& l, const capkv::H2O::Config& c) {
   return acc;
 }
 
-// A relative bound on the fp32 error of softmax-attention sums: every logit is an fp32 dot
-// product off by at most d u |q|.|k| / sqrt(d); a probability exp(l_i - l_max) / sum is then off by
-// 4 max|dl| (twice in the exponent, twice through the sum) plus (n + 2) u for the exp and the
-// n-term sum; summing the m g queries of a group adds m g u. A factor of 2 for the constants
-// dropped.
-inline double attention_rel_tolerance(const Layer& l) {
-  const std::int64_t d = l.dim();
-  double max_abs_logit = 0.0;
+// L = max over query rows r, query heads h and keys i of |q_r|.|k_i| / sqrt(d) (componentwise):
+// how far an fp32 logit can be from the exact one, in units of d u.
+inline double max_abs_logit(const Layer& l) {
+  double out = 0.0;
   for (std::int64_t h = 0; h < l.query_heads(); ++h) {
     const MatrixXd keys = l.keys.head(h / l.group()).cwiseAbs();
     for (std::int64_t r = 0; r < l.m(); ++r) {
-      max_abs_logit = std::max(max_abs_logit, (keys * l.queries.row(r, h).cwiseAbs()).maxCoeff() /
-                                                  std::sqrt(static_cast<double>(d)));
+      out = std::max(out, (keys * l.queries.row(r, h).cwiseAbs()).maxCoeff() /
+                              std::sqrt(static_cast<double>(l.dim())));
     }
   }
-  return 2.0 * (4.0 * d * kU32 * max_abs_logit + (l.n() + l.m() * l.group() + 2.0) * kU32);
+  return out;
+}
+
+// A relative bound on the fp32 error of softmax-attention sums: every logit is an fp32 dot
+// product off by at most d u L; a probability exp(l_i - l_max) / sum is then off by 4 d u L
+// (twice in the exponent, twice through the sum) plus (n + 2) u for the exp and the n-term sum;
+// summing the m g queries of a group adds m g u. A factor of 2 for the constants dropped.
+inline double attention_rel_tolerance(const Layer& l) {
+  return 2.0 * (4.0 * l.dim() * kU32 * max_abs_logit(l) + (l.n() + l.m() * l.group() + 2.0) * kU32);
 }
 
 // [Hkv, n]: -||k_i||.

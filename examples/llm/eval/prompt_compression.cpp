@@ -1,0 +1,120 @@
+#include "eval/prompt_compression.hpp"
+
+#include <chrono>
+#include <stdexcept>
+
+#include "eval/capture.hpp"
+#include "eval/layer_selection.hpp"
+#include "eval/parallel.hpp"
+
+namespace capkv::llm::eval {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+KvCache PromptCompression::compressed(std::size_t policy, std::size_t budget) const {
+  KvCache copy = cache;
+  const auto& by_layer = selections.at(policy).at(budget);
+  for (std::size_t l = 0; l < copy.layers.size(); ++l) copy.layers[l].retain(by_layer[l]);
+  return copy;
+}
+
+std::int64_t find_policy(const std::vector<PolicyEntry>& policies, std::string_view name) {
+  for (std::size_t i = 0; i < policies.size(); ++i) {
+    if (policies[i].name == name) return static_cast<std::int64_t>(i);
+  }
+  return -1;
+}
+
+PromptCompression prefill_and_select(const LlamaModel& model, const CompressionRequest& request,
+                                     ProgressBar& progress) {
+  const LlamaConfig& c = model.config();
+  const std::vector<PolicyEntry>& policies = *request.policies;
+  const auto n = static_cast<std::int64_t>(request.prompt.size());
+  if (n == 0) throw std::invalid_argument("prefill_and_select: empty prompt");
+
+  PromptCompression out(model.make_cache(n + request.extra_capacity));
+  const CaptureNeeds needs = capture_needs(policies);
+  PrefillCapture capture(c.n_layers, c.n_heads, c.head_dim, needs.post_rope_rows, needs.pre_rope);
+
+  progress.stage(request.label + "prefill " + std::to_string(n) + " tokens", 1);
+  auto start = std::chrono::steady_clock::now();
+  set_compute_threads(request.threads);
+  out.last_logits = model.forward(request.prompt, out.cache, Logits::kLast, &capture);
+  out.prefill_seconds = seconds_since(start);
+  out.capture_bytes = capture.bytes();
+  progress.advance();
+
+  out.budgets.assign(request.budgets.begin(), request.budgets.end());
+  std::vector<capkv::Budget> budgets;
+  for (double f : request.budgets) {
+    budgets.push_back(capkv::Budget::keep_fraction(f));
+    out.kept_tokens.push_back(budgets.back().resolve(n));
+  }
+  const std::size_t n_layers = static_cast<std::size_t>(c.n_layers);
+  out.selections.assign(policies.size(),
+                        std::vector<std::vector<capkv::Selection>>(
+                            budgets.size(), std::vector<capkv::Selection>(n_layers)));
+  out.scores.assign(policies.size(), std::vector<capkv::ScoreMatrix>(n_layers));
+
+  const std::int64_t h2o = find_policy(policies, "H2O");
+  const bool with_states = request.h2o_decode_states && h2o >= 0;
+  // H2OState has no default state to fill in later, so each layer's states are built by its task
+  // and moved into place afterwards.
+  std::vector<std::vector<capkv::cpu::H2OState>> states_by_layer(n_layers);
+
+  progress.stage(request.label + "select (layers)", c.n_layers);
+  start = std::chrono::steady_clock::now();
+  const capkv::Rope rope{c.rope_base, capkv::RopeLayout::kHalf};
+  parallel_for(c.n_layers, request.threads, [&](std::int64_t layer) {
+    const LayerCache& lc = out.cache.layers[static_cast<std::size_t>(layer)];
+    capkv::LayerInputs in;
+    in.keys = lc.keys_view();
+    in.values = lc.values_view();
+    if (!capture.queries(layer).empty()) in.queries = capture.queries(layer).view();
+    if (!capture.queries_pre_rope(layer).empty()) {
+      in.queries_pre_rope = capture.queries_pre_rope(layer).view();
+    }
+    in.rope = rope;
+    in.layer = layer;
+    const auto l = static_cast<std::size_t>(layer);
+    for (std::size_t p = 0; p < policies.size(); ++p) {
+      LayerSelections s = select_at_budgets(policies[p].policy, in, budgets);
+      for (std::size_t b = 0; b < budgets.size(); ++b)
+        out.selections[p][b][l] = std::move(s.by_budget[b]);
+      out.scores[p][l] = std::move(s.scores);
+    }
+    if (with_states) {
+      const auto& policy = std::get<capkv::H2O>(policies[static_cast<std::size_t>(h2o)].policy);
+      for (std::size_t b = 0; b < budgets.size(); ++b) {
+        capkv::cpu::H2OState state(policy, out.kept_tokens[b]);
+        const capkv::Selection sel = state.prefill(in);
+        // The decode run starts from the one-shot H2O selection; a mismatch would mean the two
+        // modes compare different prefills.
+        if (sel.indices != out.selections[static_cast<std::size_t>(h2o)][b][l].indices) {
+          throw std::logic_error("H2OState::prefill disagrees with the one-shot H2O selection");
+        }
+        states_by_layer[l].push_back(std::move(state));
+      }
+    }
+    progress.advance();
+  });
+  out.select_seconds = seconds_since(start);
+  capture.release();
+
+  if (with_states) {
+    out.h2o_decode_states.resize(budgets.size());
+    for (std::size_t b = 0; b < budgets.size(); ++b) {
+      for (std::size_t l = 0; l < n_layers; ++l) {
+        out.h2o_decode_states[b].push_back(std::move(states_by_layer[l][b]));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace capkv::llm::eval

@@ -12,7 +12,7 @@ markdown=${CAPKV_BENCH_MARKDOWN:-$root/bench/RESULTS.md}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAPKV_BUILD_BENCH=ON \
-  -DCAPKV_BUILD_TESTS=OFF -DCAPKV_BUILD_EXAMPLES=OFF >/dev/null
+  -DCAPKV_BUILD_TESTS=OFF -DCAPKV_BUILD_EXAMPLES=OFF -DCAPKV_CUDA=OFF >/dev/null
 cmake --build "$build" --target capkv_cpu_bench -j2
 
 mkdir -p "$(dirname "$json")"

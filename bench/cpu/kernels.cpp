@@ -279,6 +279,8 @@ void register_kernels() {
     if (all > 1) {
       add(name("weighted_leverage", kTargetN, kTargetD, g, "packed", 1),
           [g](benchmark::State& s) { weighted_leverage(s, kTargetN, kTargetD, g, kTargetD, 1); });
+      add(name("prototype_syrk_trmm", kTargetN, kTargetD, g, "packed", 1),
+          [g](benchmark::State& s) { prototype(s, kTargetN, kTargetD, g, 1); });
     }
     add(name("naive_leverage", kTargetN, kTargetD, g, "packed", 1),
         [g](benchmark::State& s) { naive(s, kTargetN, kTargetD, g); });

@@ -83,21 +83,23 @@ PromptCompression prefill_and_select(const LlamaModel& model, const CompressionR
     in.layer = layer;
     const auto l = static_cast<std::size_t>(layer);
     for (std::size_t p = 0; p < policies.size(); ++p) {
+      if (with_states && static_cast<std::int64_t>(p) == h2o) continue;  // below, from the states
       LayerSelections s = select_at_budgets(policies[p].policy, in, budgets);
       for (std::size_t b = 0; b < budgets.size(); ++b)
         out.selections[p][b][l] = std::move(s.by_budget[b]);
       out.scores[p][l] = std::move(s.scores);
     }
     if (with_states) {
-      const auto& policy = std::get<capkv::H2O>(policies[static_cast<std::size_t>(h2o)].policy);
+      // H2OState::prefill is capkv::select at the state's budget (with scores): its selection is
+      // the one-shot H2O selection too, so H2O is scored once per budget, not once more.
+      const auto hp = static_cast<std::size_t>(h2o);
+      const auto& policy = std::get<capkv::H2O>(policies[hp].policy);
       for (std::size_t b = 0; b < budgets.size(); ++b) {
         capkv::cpu::H2OState state(policy, out.kept_tokens[b]);
-        const capkv::Selection sel = state.prefill(in);
-        // The decode run starts from the one-shot H2O selection; a mismatch would mean the two
-        // modes compare different prefills.
-        if (sel.indices != out.selections[static_cast<std::size_t>(h2o)][b][l].indices) {
-          throw std::logic_error("H2OState::prefill disagrees with the one-shot H2O selection");
-        }
+        capkv::Selection sel = state.prefill(in);
+        if (b == 0) out.scores[hp][l] = std::move(sel.scores);
+        sel.scores.resize(0, 0);
+        out.selections[hp][b][l] = std::move(sel);
         states_by_layer[l].push_back(std::move(state));
       }
     }

@@ -3,6 +3,8 @@
 // and measures what each compression does to the model's own predictions; then passkey retrieval
 // and the decode-time mode. Progress on stderr, the tables on stdout, CSV/JSON/PNG in --out.
 
+#include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
 #include <capkv/core/error.hpp>
 #include <chrono>
@@ -97,10 +99,10 @@ void check_budgets(const std::vector<PolicyEntry>& policies, const std::vector<d
       const std::int64_t protected_count =
           std::visit([&](const auto& p) { return p.protection(n, kept).count(n); }, entry.policy);
       if (kept < n && kept < protected_count) {
-        throw std::invalid_argument(entry.name + " protects " + std::to_string(protected_count) +
-                                    " tokens but a " + std::to_string(f * 100.0) + "% budget of " +
-                                    std::to_string(n) + " keeps only " + std::to_string(kept) +
-                                    "; raise --context or the budget, or drop the policy");
+        throw std::invalid_argument(fmt::format(
+            "{} protects {} tokens but a {:g}% budget of {} keeps only {}; raise --context or the "
+            "budget, or drop the policy",
+            entry.name, protected_count, f * 100.0, n, kept));
       }
       if (decode && has_decode_mode(entry.name) && kept < 8) {
         throw std::invalid_argument("the decode-time mode needs a budget of at least 8 tokens");
@@ -109,8 +111,7 @@ void check_budgets(const std::vector<PolicyEntry>& policies, const std::vector<d
   }
 }
 
-int run(const Options& options) {
-  ProgressBar progress;
+int run(const Options& options, ProgressBar& progress) {
   const auto started = std::chrono::steady_clock::now();
   const std::vector<double> budgets = parse_budgets(options.budgets);
 
@@ -238,12 +239,14 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads, "worker threads (and OpenMP threads of the prefill)")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
+  ProgressBar progress;
   try {
-    return run(options);
+    return run(options, progress);
   } catch (const CLI::Error& e) {
+    progress.finish_stage();
     return app.exit(e);
   } catch (const std::exception& e) {
-    std::cerr << "\ncapkv-eval: error: " << e.what() << "\n";
+    progress.note(std::string("capkv-eval: error: ") + e.what());
     return 1;
   }
 }

@@ -48,10 +48,14 @@ add_library(capkv_cuda INTERFACE)
 add_library(capkv::cuda ALIAS capkv_cuda)
 # The repository root, so launchers include their kernels as "kernels/<name>.cuh".
 target_include_directories(capkv_cuda INTERFACE $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}>)
-target_compile_features(capkv_cuda INTERFACE cuda_std_20 cxx_std_20)
+target_compile_features(capkv_cuda INTERFACE cxx_std_20)
 target_link_libraries(capkv_cuda INTERFACE capkv CUDA::cudart CUDA::cublas CUDA::cusolver)
-# constexpr helpers (std::min, numeric_limits) from device code.
-target_compile_options(capkv_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
+# CUDA C++20 as a plain flag: CMake 3.25 knows neither cuda_std_20 nor CUDA_STANDARD 20 for nvcc 13,
+# so the compile feature cannot carry it (consumers must not set CUDA_STANDARD themselves).
+# --expt-relaxed-constexpr: constexpr helpers (std::min, numeric_limits) from device code.
+# 20012: Eigen 3.4 (pulled in by capkv's score types) marks defaulted members __host__ __device__.
+target_compile_options(capkv_cuda INTERFACE
+                       $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 --expt-relaxed-constexpr -diag-suppress=20012>)
 
 # The top-level add_compile_options() gives every target GCC warning (and sanitizer) flags, which
 # nvcc rejects. For a target with CUDA sources, hand them to the host compiler instead; -Wpedantic
@@ -59,7 +63,7 @@ target_compile_options(capkv_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--expt-re
 function(capkv_cuda_host_flags target)
   get_target_property(options ${target} COMPILE_OPTIONS)
   if(NOT options)
-    return()
+    set(options)
   endif()
   set(fixed)
   foreach(option IN LISTS options)
@@ -68,5 +72,7 @@ function(capkv_cuda_host_flags target)
       list(APPEND fixed "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=${option}>")
     endif()
   endforeach()
+  # Eigen's headers carry nvcc-only pragmas that GCC's -Wall flags in the host pass.
+  list(APPEND fixed "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wno-unknown-pragmas>")
   set_target_properties(${target} PROPERTIES COMPILE_OPTIONS "${fixed}")
 endfunction()

@@ -51,10 +51,11 @@ jobs=$(nproc 2>/dev/null || echo 4)
 
 step "configuring $build (Release, sm_$arch)"
 # -gencode=arch=compute_90,code=sm_90 is what CMAKE_CUDA_ARCHITECTURES=90-real produces.
+mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAPKV_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="${arch}-real" -DCMAKE_CUDA_COMPILER="$CUDACXX" \
-  -DCAPKV_BUILD_TESTS=ON -DCAPKV_BUILD_BENCH=ON -DCAPKV_BUILD_EXAMPLES=OFF >"$build.configure.log" 2>&1 \
-  || { tail -n 30 "$build.configure.log" >&2; fail "configure failed (full log: $build.configure.log)"; }
+  -DCAPKV_BUILD_TESTS=ON -DCAPKV_BUILD_BENCH=ON -DCAPKV_BUILD_EXAMPLES=OFF >"$build/configure.log" 2>&1 \
+  || { tail -n 30 "$build/configure.log" >&2; fail "configure failed (full log: $build/configure.log)"; }
 
 step "building the CUDA tests and the timing program ($jobs jobs)"
 cmake --build "$build" -j"$jobs" --target capkv_cuda_tests capkv_device_math_tests capkv_cuda_bench \

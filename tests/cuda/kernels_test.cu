@@ -644,7 +644,9 @@ TEST_P(CompactionTest, GathersTheSameBytesAsTheCpu) {
   // Varlen with head-adaptive counts.
   const ref::Csr ada = ref::select(flat, heads, n, n, {4, 8}, budget, /*adaptive=*/true);
   const std::int64_t total = ada.offsets.back();
-  ASSERT_NE(ada.offsets[1], budget) << "the adaptive selection should give heads different counts";
+  bool uneven = false;
+  for (std::int64_t h = 0; h < heads; ++h) uneven |= ada.offsets[h + 1] - ada.offsets[h] != budget;
+  ASSERT_TRUE(uneven) << "the adaptive selection should give heads different counts";
   std::vector<unsigned char> want_v(static_cast<std::size_t>(total * d) * elem + 13, 0xCD);
   ref::compact_varlen(source.host_view(), ada, want_v);
   DeviceBuffer<std::int32_t> ada_indices(ada.indices);

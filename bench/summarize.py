@@ -231,11 +231,19 @@ def render(doc):
             if stacked:
                 grows.append([label, fmt_ms(r["s"]), fmt_ms(stacked["s"]), f"{r['s'] / stacked['s']:.2f}x",
                               f"{gflops(r):.1f} -> {gflops(stacked):.1f}"])
+    one = {int(r["hq"]): r for name, r in res.items()
+           if parts(name) == ("select", "CapKV-key_leverage") and r["hkv"] == 1}
+    if 1 in one and 4 in one:
+        grows.append(["select key_leverage, 1 KV head: 4 query heads vs 1 (identical scores)",
+                      fmt_ms(one[4]["s"]), fmt_ms(one[1]["s"]), f"{one[4]['s'] / one[1]['s']:.2f}x",
+                      "-"])
     if grows:
         w("### GQA: one product per group instead of one per query head\n")
         w("`window_logits`: SnapKV's Q_w K^T (w = 32) for the 4 query heads of one KV head at n = 64K, "
           "d = 128, keys in place in the cache. `greedy_update`: greedy CapKV's per-pick U z_h "
-          "(fp64, n = 4K, d = 128) for the 4 query heads. Same flops either way.\n")
+          "(fp64, n = 4K, d = 128) for the 4 query heads. Same flops either way. Last row: CapKV "
+          "key_leverage (uniform weights) through select at n = 32K, d = 128; its 4 query heads get "
+          "identical scores, so the second column is what one computation per KV head would cost.\n")
         w(table(["product", "per query head ms", "stacked ms", "speedup", "GFLOP/s"], grows))
         w("")
 

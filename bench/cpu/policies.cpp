@@ -99,7 +99,8 @@ void register_policies() {
       [](const Shape& s, std::int64_t) {
         return Work{s.hq * 4.0 * nd(s) * s.d, false};
       },
-      sweep);
+      // Its scores do not depend on the query heads, so 4 query heads should cost what 1 does.
+      sweep, per_head);
   // O(B n d): only the small caches.
   add("CapKV-greedy", CapKV{}.greedy(),
       [](const Shape& s, std::int64_t budget) {

@@ -56,7 +56,9 @@ TEST(SelectFromScores, MatchesTheSortingReferenceAndItsRules) {
         EXPECT_EQ(sel.kept(h), std::min(budget, n));  // exact counts
         EXPECT_TRUE(std::is_sorted(got.begin(), got.end()));
         for (std::int64_t i = 0; i < n; ++i) {  // protected tokens are always there
-          if (p.contains(i, n)) EXPECT_TRUE(std::binary_search(got.begin(), got.end(), i));
+          if (p.contains(i, n)) {
+          EXPECT_TRUE(std::binary_search(got.begin(), got.end(), i));
+        }
         }
       }
     }
@@ -128,7 +130,9 @@ TEST(AdaptiveHeadBudgets, LayerTotalIsKeptAndEveryHeadGetsItsFloor) {
       const auto idx = sel.head(h);
       EXPECT_TRUE(std::is_sorted(idx.begin(), idx.end()));
       for (std::int64_t i = 0; i < n; ++i)
-        if (p.contains(i, n)) EXPECT_TRUE(std::binary_search(idx.begin(), idx.end(), i));
+        if (p.contains(i, n)) {
+          EXPECT_TRUE(std::binary_search(idx.begin(), idx.end(), i));
+        }
     }
     EXPECT_GT(sel.kept(seed % heads), budget);  // the strong head took more than its share
 

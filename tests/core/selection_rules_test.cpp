@@ -32,7 +32,8 @@ std::vector<std::int32_t> reference_top_b(const float* scores, std::int64_t n, c
   }
   std::vector<std::int32_t> order;
   std::set<std::int32_t> kept;
-  for (std::int32_t i = 0; i < n; ++i) (p.contains(i, n) ? kept.insert(i), void() : order.push_back(i));
+  for (std::int32_t i = 0; i < n; ++i)
+    (p.contains(i, n) ? kept.insert(i), void() : order.push_back(i));
   std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
     return scores[a] != scores[b] ? scores[a] > scores[b] : a > b;
   });
@@ -57,8 +58,8 @@ TEST(SelectFromScores, MatchesTheSortingReferenceAndItsRules) {
         EXPECT_TRUE(std::is_sorted(got.begin(), got.end()));
         for (std::int64_t i = 0; i < n; ++i) {  // protected tokens are always there
           if (p.contains(i, n)) {
-          EXPECT_TRUE(std::binary_search(got.begin(), got.end(), i));
-        }
+            EXPECT_TRUE(std::binary_search(got.begin(), got.end(), i));
+          }
         }
       }
     }
@@ -101,9 +102,9 @@ TEST(SelectFromScores, NanOrInfScoresAreAnError) {
 
 TEST(GqaReduction, MeanMaxSumOverEachGroup) {
   ScoreMatrix q(4, 3);
-  q << 1, 2, 3,   //
-      3, 0, 5,    //
-      -1, 7, 2,   //
+  q << 1, 2, 3,  //
+      3, 0, 5,   //
+      -1, 7, 2,  //
       5, 1, 0;
   const ScoreMatrix mean = reduce_gqa(q, 2, GqaReduction::kMean);
   const ScoreMatrix max = reduce_gqa(q, 2, GqaReduction::kMax);
@@ -144,7 +145,8 @@ TEST(AdaptiveHeadBudgets, LayerTotalIsKeptAndEveryHeadGetsItsFloor) {
       const auto guaranteed = reference_top_b(s.row(h).data(), n, p, floor);
       counts[h] = floor;
       for (std::int32_t i = 0; i < n; ++i)
-        if (!std::binary_search(guaranteed.begin(), guaranteed.end(), i)) rest.emplace_back(s(h, i), i, h);
+        if (!std::binary_search(guaranteed.begin(), guaranteed.end(), i))
+          rest.emplace_back(s(h, i), i, h);
     }
     std::sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) {
       return std::get<0>(a) != std::get<0>(b) ? std::get<0>(a) > std::get<0>(b)

@@ -12,6 +12,7 @@
 #include "capkv/cuda/key_scores.cuh"
 #include "capkv/cuda/leverage.cuh"
 #include "capkv/cuda/relevance.cuh"
+#include "capkv/cuda/snapkv.cuh"
 #include "capkv/cuda/status.cuh"
 #include "capkv/cuda/top_b.cuh"
 #include "capkv/cuda/weighted_gram.cuh"

@@ -146,8 +146,11 @@ std::vector<float> capkv_anchors(const capkv::CapKV::Config& config, const capkv
   return out;
 }
 
-CapKVResult capkv_select(const capkv::CapKV& policy, const capkv::LayerInputs& in,
-                         const capkv::Budget& budget, capkv::GqaReduction gqa) {
+namespace {
+
+template <class Policy>
+CapKVResult select_with_scores(const Policy& policy, const capkv::LayerInputs& in,
+                               const capkv::Budget& budget, capkv::GqaReduction gqa) {
   capkv::SelectOptions options;
   options.gqa = gqa;
   options.return_scores = true;
@@ -156,6 +159,18 @@ CapKVResult capkv_select(const capkv::CapKV& policy, const capkv::LayerInputs& i
   r.selection = to_csr(s);
   r.scores.assign(s.scores.data(), s.scores.data() + s.scores.size());
   return r;
+}
+
+}  // namespace
+
+CapKVResult capkv_select(const capkv::CapKV& policy, const capkv::LayerInputs& in,
+                         const capkv::Budget& budget, capkv::GqaReduction gqa) {
+  return select_with_scores(policy, in, budget, gqa);
+}
+
+CapKVResult snapkv_select(const capkv::SnapKV& policy, const capkv::LayerInputs& in,
+                          const capkv::Budget& budget, capkv::GqaReduction gqa) {
+  return select_with_scores(policy, in, budget, gqa);
 }
 
 }  // namespace capkv_cuda_test::ref

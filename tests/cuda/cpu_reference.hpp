@@ -13,6 +13,7 @@
 #include "capkv/core/scores.hpp"
 #include "capkv/core/tensor_view.hpp"
 #include "capkv/policies/capkv.hpp"
+#include "capkv/policies/snapkv.hpp"
 
 namespace capkv_cuda_test::ref {
 
@@ -60,5 +61,9 @@ struct CapKVResult {
 };
 CapKVResult capkv_select(const capkv::CapKV& policy, const capkv::LayerInputs& in,
                          const capkv::Budget& budget, capkv::GqaReduction gqa);
+
+// capkv::select(SnapKV policy, in, budget) with the scores returned ([Hkv, n]).
+CapKVResult snapkv_select(const capkv::SnapKV& policy, const capkv::LayerInputs& in,
+                          const capkv::Budget& budget, capkv::GqaReduction gqa);
 
 }  // namespace capkv_cuda_test::ref

@@ -1111,6 +1111,121 @@ TEST(CapKVSelectErrors, RefusedArgumentsNameTheArgument) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// SnapKV against capkv::select(SnapKV).
+
+struct SnapCase {
+  std::int64_t n;
+  std::int64_t d;
+  std::int64_t g;
+  std::int64_t m;
+  DType dtype;
+  Packing packing;
+  bool kvpress;  // window 64, avg pool 5, mean; else the paper's window 32, max pool 7, sum
+  double keep;
+  capkv::GqaReduction gqa = capkv::GqaReduction::kMean;
+};
+
+std::string snap_name(const SnapCase& c) {
+  std::ostringstream s;
+  s << (c.kvpress ? "kvpress" : "paper") << "_n" << c.n << "_d" << c.d << "_g" << c.g << "_m" << c.m
+    << "_" << dtype_name(c.dtype) << "_" << capkv_cuda_test::name_of(c.packing) << "_keep"
+    << static_cast<int>(c.keep * 100) << "_" << capkv::name_of(c.gqa);
+  return s.str();
+}
+void PrintTo(const SnapCase& c, std::ostream* os) { *os << snap_name(c); }
+
+class SnapKVSelectTest : public ::testing::TestWithParam<SnapCase> {};
+
+TEST_P(SnapKVSelectTest, AgreesWithTheCpuSelection) {
+  CAPKV_REQUIRE_DEVICE();
+  const SnapCase c = GetParam();
+  const Layer layer(LayerCase{c.n, c.d, c.g, c.m, c.dtype, c.packing, Preset::kDefault, c.keep});
+  const capkv::SnapKV policy = c.kvpress ? capkv::SnapKV::kvpress() : capkv::SnapKV::paper();
+  const capkv::Budget budget = capkv::Budget::keep_fraction(c.keep);
+  const std::int64_t hkv = Layer::kKvHeads;
+  capkv::cuda::SnapKVSelect::Arguments args;
+  args.policy = policy;
+  args.inputs = layer.inputs(true);
+  args.budget = budget;
+  args.gqa = c.gqa;
+  const std::int64_t kept = capkv::cuda::SnapKVSelect::kept(args);
+  const std::int64_t indices_ld = kept + 1;
+  DeviceBuffer<std::int32_t> indices(static_cast<std::size_t>(hkv * indices_ld));
+  DeviceBuffer<float> scores(static_cast<std::size_t>(hkv * c.n));
+  args.indices = indices.get();
+  args.indices_ld = indices_ld;
+  args.scores = scores.get();
+  args.scores_ld = c.n;
+  DeviceBuffer<unsigned char> workspace;
+  const Status s = run_launcher<capkv::cuda::SnapKVSelect>(args, workspace);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  const Status device = capkv::cuda::read_status(workspace.get(), nullptr);
+  ASSERT_TRUE(device.ok()) << device.to_string();
+
+  const ref::CapKVResult want = ref::snapkv_select(policy, layer.inputs(false), budget, c.gqa);
+  const std::vector<float> got_scores = scores.download();
+  const std::vector<std::int32_t> got = indices.download();
+  const std::vector<double> tol = score_tolerance(want.scores, hkv, c.n);
+  for (std::int64_t e = 0; e < hkv * c.n; ++e) {
+    ASSERT_LE(std::abs(double(got_scores[e]) - want.scores[e]), tol[e])
+        << "head " << e / c.n << " token " << e % c.n << " got " << got_scores[e] << " want "
+        << want.scores[e];
+  }
+  const capkv::Protection protection = policy.protection(c.n, kept);
+  EXPECT_TRUE(selection_agrees(got, indices_ld, want.scores, tol, hkv, c.n, protection, kept));
+  const ref::Csr own = ref::select(got_scores, hkv, c.n, c.n, protection, kept);
+  for (std::int64_t h = 0; h < hkv; ++h) {
+    ASSERT_EQ(std::vector<std::int32_t>(got.begin() + h * indices_ld,
+                                        got.begin() + h * indices_ld + kept),
+              std::vector<std::int32_t>(own.indices.begin() + own.offsets[h],
+                                        own.indices.begin() + own.offsets[h + 1]));
+  }
+}
+
+std::vector<SnapCase> snap_cases() {
+  std::vector<SnapCase> cases;
+  for (bool kvpress : {false, true}) {
+    for (std::int64_t d : {64, 128, 256}) {
+      cases.push_back({1000, d, 4, 70, DType::kBF16, Packing::kTokensHeadsDim, kvpress, 0.25});
+    }
+    for (std::int64_t g : {1, 8}) {
+      cases.push_back({300, 128, g, 64, DType::kF16, Packing::kPaddedTokens, kvpress, 0.4});
+    }
+    cases.push_back({129, 64, 2, 80, DType::kF32, Packing::kStridedDim, kvpress, 0.5,
+                     capkv::GqaReduction::kMax});
+    cases.push_back({4099, 128, 4, 64, DType::kBF16, Packing::kHeadsTokensDim, kvpress, 0.1});
+    cases.push_back({kvpress ? 64 : 32, 64, 2, 64, DType::kF32, Packing::kTokensHeadsDim, kvpress,
+                     1.0});                                                               // n = w
+    cases.push_back({5, 64, 2, 5, DType::kF32, Packing::kTokensHeadsDim, kvpress, 1.0});  // n < w
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SnapKVSelectTest, ::testing::ValuesIn(snap_cases()),
+                         [](const auto& info) { return snap_name(info.param); });
+
+TEST(SnapKVSelectErrors, NaNInTheWindowQueriesIsReported) {
+  CAPKV_REQUIRE_DEVICE();
+  const LayerCase c{200, 64, 2, 40, DType::kBF16, Packing::kTokensHeadsDim, Preset::kDefault, 0.5};
+  Layer layer(c);
+  layer.queries.host.set(39, 3, 5, std::numeric_limits<float>::quiet_NaN());
+  layer.queries.device.upload(layer.queries.host.bytes());
+  capkv::cuda::SnapKVSelect::Arguments args;
+  args.inputs = layer.inputs(true);
+  args.budget = capkv::Budget::keep_fraction(c.keep);
+  const std::int64_t kept = capkv::cuda::SnapKVSelect::kept(args);
+  DeviceBuffer<std::int32_t> indices(static_cast<std::size_t>(2 * kept));
+  args.indices = indices.get();
+  args.indices_ld = kept;
+  DeviceBuffer<unsigned char> workspace;
+  ASSERT_TRUE(run_launcher<capkv::cuda::SnapKVSelect>(args, workspace).ok());
+  const Status s = capkv::cuda::read_status(workspace.get(), nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kBadInput);
+  EXPECT_STREQ(s.argument(), "queries");
+  for (std::int32_t x : indices.download()) ASSERT_EQ(x, -1);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Host-side contract of every launcher, no device needed: valid arguments pass can_implement,
 // workspace sizes are positive multiples of the carving alignment, and run() refuses a workspace
 // smaller than it asked for without touching anything.
@@ -1165,6 +1280,17 @@ TEST(LauncherContract, ValidArgumentsAreAcceptedAndWorkspacesAreSized) {
       EXPECT_STREQ(capkv::cuda::RelevanceWeights::can_implement(relevance).argument(), "weights");
     }
   }
+
+  capkv::cuda::SnapKVSelect::Arguments snap;
+  snap.inputs = layer.inputs(false);
+  snap.budget = capkv::Budget::keep_fraction(0.5);
+  snap.indices = fake_device_pointer<std::int32_t>();
+  snap.indices_ld = capkv::cuda::SnapKVSelect::kept(snap);
+  Status snap_status = capkv::cuda::SnapKVSelect::can_implement(snap);
+  EXPECT_TRUE(snap_status.ok()) << snap_status.to_string();
+  EXPECT_TRUE(sized(capkv::cuda::SnapKVSelect::workspace_size(snap)));
+  snap.policy.config.kernel = 4;
+  EXPECT_STREQ(capkv::cuda::SnapKVSelect::can_implement(snap).argument(), "kernel");
 
   capkv::cuda::WeightedGram::Arguments gram;
   gram.basis = layer.values.host_view();

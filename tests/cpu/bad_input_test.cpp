@@ -196,6 +196,51 @@ TEST(BadInput, SnapKVAndH2ONeedQueries) {
       "queries");
 }
 
+// The kvpress anchor needs the pre-RoPE queries and the RoPE parameters, and RoPE an even head_dim.
+TEST(BadInput, CapKVKvpressNeedsPreRopeQueriesAndRope) {
+  Layer l = random_layer({.n = 30, .kv_heads = 2, .group = 2, .dim = 8}, 3);
+  apply_rope_to_queries(l, capkv::Rope{});
+  const auto run = [&](const Layer& x) {
+    return error_argument(
+        [&] { capkv::select(capkv::CapKV::kvpress(), x.inputs(), capkv::Budget::tokens(10)); });
+  };
+  EXPECT_EQ(run(l), "(no error)");
+  Layer no_rope = l;
+  no_rope.rope.reset();
+  EXPECT_EQ(run(no_rope), "rope");
+  Layer no_pre = l;
+  no_pre.queries_pre_rope = HostTensor();
+  EXPECT_EQ(run(no_pre), "queries_pre_rope");
+  Layer odd = random_layer({.n = 30, .kv_heads = 2, .group = 2, .dim = 7}, 3);
+  odd.queries_pre_rope = odd.queries;
+  odd.rope = capkv::Rope{};
+  EXPECT_EQ(run(odd), "keys");
+}
+
+// Configurations that cannot be computed are refused by name rather than producing garbage.
+TEST(BadInput, InvalidConfigurations) {
+  const Layer l = random_layer({.n = 5, .kv_heads = 1, .group = 1, .dim = 8}, 3);
+  // Key leverage without a ridge over fewer keys than dimensions: K^T K is singular.
+  EXPECT_EQ(error_argument([&] {
+              capkv::CapKV p = capkv::CapKV::key_leverage(0.0);
+              p.config.eps = 0.0;
+              p.config.sinks = 0;
+              capkv::select(p, l.inputs(), capkv::Budget::tokens(2));
+            }),
+            "ridge");
+  const Layer long_layer = random_layer({.n = 60, .kv_heads = 1, .group = 1, .dim = 8}, 3);
+  EXPECT_EQ(error_argument([&] {
+              capkv::select(capkv::SnapKV(capkv::SnapKV::Config{.window = 8, .kernel = 4}),
+                            long_layer.inputs(), capkv::Budget::tokens(20));
+            }),
+            "kernel");
+  EXPECT_EQ(error_argument([&] {
+              capkv::select(capkv::SnapKV(capkv::SnapKV::Config{.window = 0}), long_layer.inputs(),
+                            capkv::Budget::tokens(20));
+            }),
+            "window");
+}
+
 // H2O's prefill reads one query per prompt position; more queries than cached tokens is an error.
 TEST(BadInput, H2OQueriesCannotOutnumberTheCache) {
   const Layer l = random_layer({.n = 10, .kv_heads = 1, .group = 1, .dim = 8, .queries = 11}, 3);

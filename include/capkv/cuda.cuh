@@ -9,6 +9,7 @@
 #include "capkv/cuda/cholesky.cuh"
 #include "capkv/cuda/compaction.cuh"
 #include "capkv/cuda/composed_capkv.cuh"
+#include "capkv/cuda/h2o.cuh"
 #include "capkv/cuda/key_scores.cuh"
 #include "capkv/cuda/leverage.cuh"
 #include "capkv/cuda/relevance.cuh"

@@ -2,8 +2,9 @@
 
 // SnapKVSelect: SnapKV's selection of one layer on the GPU, the counterpart of
 // capkv::select(SnapKV, inputs, budget) with uniform head budgets: window attention votes,
-// pooling and the GQA reduction (kernels/snapkv.cuh), then the shared top-B with the window (and
-// any sinks) protected. Like CapKVSelect it writes the outputs only if no kernel found bad input.
+// pooling and the GQA reduction (kernels/attention_votes.cuh), then the shared top-B with the
+// window (and any sinks) protected. Like CapKVSelect it writes the outputs only if no kernel found
+// bad input.
 
 #include <cuda_runtime.h>
 
@@ -15,10 +16,11 @@
 #include "capkv/core/budget.hpp"
 #include "capkv/core/layer_inputs.hpp"
 #include "capkv/core/scores.hpp"
+#include "capkv/cuda/attention_votes.cuh"
 #include "capkv/cuda/launch_support.cuh"
 #include "capkv/cuda/top_b.cuh"
 #include "capkv/policies/snapkv.hpp"
-#include "kernels/snapkv.cuh"
+#include "kernels/attention_votes.cuh"
 
 namespace capkv::cuda {
 
@@ -37,9 +39,7 @@ struct SnapKVSelect {
 
   struct Layout {
     std::uint32_t* flags = nullptr;
-    float2* partials = nullptr;
-    float2* normalisers = nullptr;
-    float* raw = nullptr;
+    AttentionVotes::Buffers votes;
     float* scores = nullptr;
     capkv::device::Threshold* thresholds = nullptr;
   };
@@ -84,12 +84,9 @@ struct SnapKVSelect {
     const std::int64_t n = a.inputs.n_tokens();
     const std::int64_t hq = a.inputs.n_query_heads();
     const std::int64_t w = window(a);
-    const std::int64_t tiles = (n + kernels::kSnapTokens - 1) / kernels::kSnapTokens;
     Layout l;
     l.flags = take_flags(carver);
-    l.partials = carver.take<float2>(static_cast<std::size_t>(hq * w * tiles));
-    l.normalisers = carver.take<float2>(static_cast<std::size_t>(hq * w));
-    l.raw = carver.take<float>(static_cast<std::size_t>(hq * (n - w)));
+    l.votes = AttentionVotes::carve(carver, n, hq, w, n - w);
     l.scores = carver.take<float>(static_cast<std::size_t>(a.inputs.n_kv_heads() * n));
     l.thresholds =
         carver.take<capkv::device::Threshold>(static_cast<std::size_t>(a.inputs.n_kv_heads()));
@@ -117,45 +114,19 @@ struct SnapKVSelect {
     const SnapKV::Config& c = a.policy.config;
     const std::int64_t hkv = a.inputs.n_kv_heads();
     const std::int64_t hq = a.inputs.n_query_heads();
-    const std::int64_t d = a.inputs.keys.head_dim();
     const std::int64_t w = window(a);
     const std::int64_t prefix = n - w;
 
-    kernels::SnapParams p;
-    p.keys = kernels::device_view(a.inputs.keys);
-    p.queries = kernels::device_view(*a.inputs.queries);
-    p.group = static_cast<int>(hq / hkv);
-    p.window = w;
-    p.scale = 1.0f / std::sqrt(static_cast<float>(d));
-    p.partials = l.partials;
-    p.tiles = (n + kernels::kSnapTokens - 1) / kernels::kSnapTokens;
-    p.normalisers = l.normalisers;
-    p.raw = l.raw;
-    p.mean = c.aggregation == SnapKV::Aggregation::kMean;
-    p.flags = l.flags;
-    const std::size_t shared = kernels::snap_shared_bytes(d);
-    s = allow_shared_memory(kernels::snap_stats_kernel, shared, "snap_stats_kernel");
+    s = AttentionVotes::enqueue(a.inputs.keys, *a.inputs.queries, hq, w, prefix,
+                                c.aggregation == SnapKV::Aggregation::kMean, l.votes, l.flags,
+                                stream);
     if (!s) return s;
-    s = allow_shared_memory(kernels::snap_vote_kernel, shared, "snap_vote_kernel");
-    if (!s) return s;
-    // The stats pass also checks every key and window query for NaN/Inf, so it runs even when the
-    // window covers the whole cache (the CPU refuses bad input in that case too).
-    kernels::snap_stats_kernel<<<dim3(static_cast<unsigned>(p.tiles), static_cast<unsigned>(hkv)),
-                                 kernels::kSnapThreads, shared, stream>>>(p);
-    if (prefix > 0) {
-      const std::int64_t rows = hq * w;
-      kernels::snap_normalise_kernel<<<std::min<unsigned>(ceil_div(rows * 32, 256), 65535u), 256, 0,
-                                       stream>>>(p, rows);
-      kernels::snap_vote_kernel<<<dim3(ceil_div(prefix, kernels::kSnapTokens),
-                                       static_cast<unsigned>(hkv)),
-                                  kernels::kSnapThreads, shared, stream>>>(p);
-    }
     kernels::SnapPoolParams pp;
-    pp.raw = l.raw;
+    pp.raw = l.votes.raw;
     pp.n = n;
     pp.prefix = prefix;
     pp.kv_heads = hkv;
-    pp.group = p.group;
+    pp.group = static_cast<int>(hq / hkv);
     pp.kernel = static_cast<int>(c.kernel);
     pp.max_pool = c.pooling == SnapKV::Pooling::kMax;
     pp.reduction = a.gqa == GqaReduction::kMean  ? kernels::GroupReduction::kMean

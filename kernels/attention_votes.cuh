@@ -1,17 +1,23 @@
 #pragma once
 
-// SnapKV's scores: the last w prompt queries of each query head attend over all n keys (causal
-// inside the window, logits scaled by 1/sqrt(d), softmax in fp32); token i < n - w collects the
-// sum (or mean) of its probabilities over the window rows, is pooled along the tokens (max or
-// zero-padded average, stride 1) and reduced over the GQA group. Four kernels:
-//   stats      per (token tile, KV head): each window row's max and sum of exp over the tile's
-//              visible keys (a partial softmax normaliser), for the g heads of the group
-//   normalise  per window row: the tile partials combined in a fixed order (max, then sum)
-//   vote       per (token tile of the prefix, KV head): probabilities recomputed from the logits
-//              and summed over each head's window rows in row order, as the CPU sums them
-//   pool       per (token, KV head): pooling and the group reduction; window tokens score 0
-// Bytes: K read twice (n * Hkv * d * elem each), the window queries once per tile (L2), Hq * n * 4
-// for the raw votes. Flops: 4 w n d per query head (the logits, twice).
+// Attention votes, the scores of the attention-based policies: the last w prompt queries of each
+// query head attend over all n keys with the causal mask (query row r of the w sits at position
+// n - w + r; logits scaled by 1/sqrt(d); softmax in fp32), and token i collects the sum (or mean)
+// of its probabilities over those rows.
+//   SnapKV  w = the observation window, votes for the prefix i < n - w (which every row sees),
+//           then pooling along the tokens (max or zero-padded average, stride 1) and the GQA
+//           reduction; window tokens score 0.
+//   H2O     w = every prompt query given (m <= n), votes for all n tokens (masked), summed over
+//           the group's query heads, optionally divided by the number of queries that see i.
+// Kernels:
+//   stats      per (token tile, KV head): each row's max and sum of exp over the tile's visible
+//              keys (a partial softmax normaliser), for the g heads of the group
+//   normalise  per row: the tile partials combined in a fixed order (max, then sum)
+//   vote       per (token tile, KV head): probabilities recomputed from the logits and summed
+//              over each head's rows in row order, as the CPU's column sums run
+//   pool (SnapKV) / combine (H2O): per (token, KV head)
+// Bytes: K read twice (n * Hkv * d * elem each), the rows once per tile (L2), Hq * n * 4 for the
+// raw votes. Flops: 4 w n d per query head (the logits, twice).
 
 #include <cuda_runtime.h>
 
@@ -38,7 +44,8 @@ struct SnapParams {
   float2* partials = nullptr;  // [Hq * w, tiles]: (max, sum of exp(logit - max))
   std::int64_t tiles = 0;
   float2* normalisers = nullptr;  // [Hq * w]: (max, sum)
-  float* raw = nullptr;           // [Hq, prefix] votes
+  float* raw = nullptr;           // [Hq, tokens] votes
+  std::int64_t tokens = 0;        // votes for tokens [0, tokens): n - w (SnapKV) or n (H2O)
   bool mean = false;              // divide the votes by w
   std::uint32_t* flags = nullptr;
 };
@@ -131,7 +138,7 @@ __global__ void snap_normalise_kernel(SnapParams p, std::int64_t rows) {
   }
 }
 
-// Grid (tiles over the prefix [0, n - w), Hkv), kSnapThreads threads, snap_shared_bytes(d).
+// Grid (tiles over [0, tokens), Hkv), kSnapThreads threads, snap_shared_bytes(d).
 __global__ void __launch_bounds__(kSnapThreads) snap_vote_kernel(SnapParams p) {
   extern __shared__ float shared[];
   const int d = static_cast<int>(p.keys.head_dim);
@@ -144,9 +151,9 @@ __global__ void __launch_bounds__(kSnapThreads) snap_vote_kernel(SnapParams p) {
   const std::int64_t n = p.keys.n_tokens;
   const std::int64_t m = p.queries.n_tokens;
   const std::int64_t w = p.window;
-  const std::int64_t prefix = n - w;
+  const std::int64_t tokens = p.tokens;
   const std::int64_t token0 = static_cast<std::int64_t>(blockIdx.x) * kSnapTokens;
-  const int valid = static_cast<int>(std::min<std::int64_t>(kSnapTokens, prefix - token0));
+  const int valid = static_cast<int>(std::min<std::int64_t>(kSnapTokens, tokens - token0));
   load_tile(p.keys, kv, token0, kSnapTokens, valid, d, k, ld);  // finiteness was checked by stats
   for (int j = 0; j < p.group; ++j) {
     const std::int64_t h = kv * p.group + j;
@@ -157,11 +164,12 @@ __global__ void __launch_bounds__(kSnapThreads) snap_vote_kernel(SnapParams p) {
       load_tile(p.queries, h, m - w + r0, kSnapRows, rows, d, q, ld);
       snap_logits(q, k, ld, d, p.scale, logits);
       __syncthreads();
-      // Every window row sees every prefix token, so no mask here. Each token's owner thread adds
-      // the rows in order, as the CPU's column sum does.
+      // Each token's owner thread adds the rows in order, as the CPU's column sum does. A row
+      // adds nothing for a token after its position (never the case in SnapKV's prefix).
       for (int t = threadIdx.x; t < valid; t += blockDim.x) {
         float v = votes[t];
         for (int r = 0; r < rows; ++r) {
+          if (token0 + t > n - w + r0 + r) continue;
           const float2 norm = p.normalisers[h * w + r0 + r];
           v += expf(logits[r * (kSnapTokens + 1) + t] - norm.x) / norm.y;
         }
@@ -170,7 +178,7 @@ __global__ void __launch_bounds__(kSnapThreads) snap_vote_kernel(SnapParams p) {
     }
     __syncthreads();
     for (int t = threadIdx.x; t < valid; t += blockDim.x) {
-      p.raw[h * prefix + token0 + t] = p.mean ? votes[t] / static_cast<float>(w) : votes[t];
+      p.raw[h * tokens + token0 + t] = p.mean ? votes[t] / static_cast<float>(w) : votes[t];
     }
   }
 }
@@ -216,6 +224,35 @@ __global__ void snap_pool_kernel(SnapPoolParams p) {
       if (p.reduction == GroupReduction::kMean) combined /= static_cast<float>(p.group);
     }
     p.scores[kv * p.scores_ld + i] = combined;
+  }
+}
+
+struct H2OCombineParams {
+  const float* raw = nullptr;  // [Hq, n]
+  std::int64_t n = 0;
+  std::int64_t queries = 0;  // m
+  std::int64_t kv_heads = 0;
+  int group = 1;
+  bool normalize_by_exposure = false;
+  float* scores = nullptr;  // [Hkv, scores_ld]
+  std::int64_t scores_ld = 0;
+};
+
+// Grid-stride over [Hkv, n]: the group's votes summed in head order, then (kvpress) divided by
+// min(m, n - i), the number of prompt queries that see token i.
+__global__ void h2o_combine_kernel(H2OCombineParams p) {
+  const std::int64_t total = p.kv_heads * p.n;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t kv = e / p.n;
+    const std::int64_t i = e % p.n;
+    float s = 0.0f;
+    for (int j = 0; j < p.group; ++j) s += p.raw[(kv * p.group + j) * p.n + i];
+    if (p.normalize_by_exposure) {
+      const std::int64_t seen = p.queries < p.n - i ? p.queries : p.n - i;
+      s /= static_cast<float>(seen);
+    }
+    p.scores[kv * p.scores_ld + i] = s;
   }
 }
 

@@ -173,4 +173,9 @@ CapKVResult snapkv_select(const capkv::SnapKV& policy, const capkv::LayerInputs&
   return select_with_scores(policy, in, budget, gqa);
 }
 
+CapKVResult h2o_select(const capkv::H2O& policy, const capkv::LayerInputs& in,
+                       const capkv::Budget& budget) {
+  return select_with_scores(policy, in, budget, capkv::GqaReduction::kMean);  // per KV head already
+}
+
 }  // namespace capkv_cuda_test::ref

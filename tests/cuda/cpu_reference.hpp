@@ -13,6 +13,7 @@
 #include "capkv/core/scores.hpp"
 #include "capkv/core/tensor_view.hpp"
 #include "capkv/policies/capkv.hpp"
+#include "capkv/policies/h2o.hpp"
 #include "capkv/policies/snapkv.hpp"
 
 namespace capkv_cuda_test::ref {
@@ -65,5 +66,9 @@ CapKVResult capkv_select(const capkv::CapKV& policy, const capkv::LayerInputs& i
 // capkv::select(SnapKV policy, in, budget) with the scores returned ([Hkv, n]).
 CapKVResult snapkv_select(const capkv::SnapKV& policy, const capkv::LayerInputs& in,
                           const capkv::Budget& budget, capkv::GqaReduction gqa);
+
+// capkv::select(H2O policy, in, budget) with the accumulators returned ([Hkv, n]).
+CapKVResult h2o_select(const capkv::H2O& policy, const capkv::LayerInputs& in,
+                       const capkv::Budget& budget);
 
 }  // namespace capkv_cuda_test::ref

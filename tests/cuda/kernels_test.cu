@@ -1226,6 +1226,96 @@ TEST(SnapKVSelectErrors, NaNInTheWindowQueriesIsReported) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// H2O's prefill accumulators and selection against capkv::select(H2O).
+
+struct H2OCase {
+  std::int64_t n;
+  std::int64_t m;  // prompt queries, m <= n
+  std::int64_t d;
+  std::int64_t g;
+  DType dtype;
+  Packing packing;
+  bool kvpress;  // ObservedAttention: divided by exposure, no recent window
+  double keep;
+};
+
+std::string h2o_name(const H2OCase& c) {
+  std::ostringstream s;
+  s << (c.kvpress ? "kvpress" : "paper") << "_n" << c.n << "_m" << c.m << "_d" << c.d << "_g" << c.g
+    << "_" << dtype_name(c.dtype) << "_" << capkv_cuda_test::name_of(c.packing) << "_keep"
+    << static_cast<int>(c.keep * 100);
+  return s.str();
+}
+void PrintTo(const H2OCase& c, std::ostream* os) { *os << h2o_name(c); }
+
+class H2OSelectTest : public ::testing::TestWithParam<H2OCase> {};
+
+TEST_P(H2OSelectTest, AgreesWithTheCpuSelection) {
+  CAPKV_REQUIRE_DEVICE();
+  const H2OCase c = GetParam();
+  const Layer layer(LayerCase{c.n, c.d, c.g, c.m, c.dtype, c.packing, Preset::kDefault, c.keep});
+  const capkv::H2O policy = c.kvpress ? capkv::H2O::kvpress() : capkv::H2O::paper();
+  const capkv::Budget budget = capkv::Budget::keep_fraction(c.keep);
+  const std::int64_t hkv = Layer::kKvHeads;
+  capkv::cuda::H2OSelect::Arguments args;
+  args.policy = policy;
+  args.inputs = layer.inputs(true);
+  args.budget = budget;
+  const std::int64_t kept = capkv::cuda::H2OSelect::kept(args);
+  const std::int64_t indices_ld = kept + 1;
+  DeviceBuffer<std::int32_t> indices(static_cast<std::size_t>(hkv * indices_ld));
+  DeviceBuffer<float> scores(static_cast<std::size_t>(hkv * c.n));
+  args.indices = indices.get();
+  args.indices_ld = indices_ld;
+  args.scores = scores.get();
+  args.scores_ld = c.n;
+  DeviceBuffer<unsigned char> workspace;
+  const Status s = run_launcher<capkv::cuda::H2OSelect>(args, workspace);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  const Status device = capkv::cuda::read_status(workspace.get(), nullptr);
+  ASSERT_TRUE(device.ok()) << device.to_string();
+
+  const ref::CapKVResult want = ref::h2o_select(policy, layer.inputs(false), budget);
+  const std::vector<float> got_scores = scores.download();
+  const std::vector<std::int32_t> got = indices.download();
+  const std::vector<double> tol = score_tolerance(want.scores, hkv, c.n);
+  for (std::int64_t e = 0; e < hkv * c.n; ++e) {
+    ASSERT_LE(std::abs(double(got_scores[e]) - want.scores[e]), tol[e])
+        << "head " << e / c.n << " token " << e % c.n << " got " << got_scores[e] << " want "
+        << want.scores[e];
+  }
+  const capkv::Protection protection = policy.protection(c.n, kept);
+  EXPECT_TRUE(selection_agrees(got, indices_ld, want.scores, tol, hkv, c.n, protection, kept));
+  const ref::Csr own = ref::select(got_scores, hkv, c.n, c.n, protection, kept);
+  for (std::int64_t h = 0; h < hkv; ++h) {
+    ASSERT_EQ(std::vector<std::int32_t>(got.begin() + h * indices_ld,
+                                        got.begin() + h * indices_ld + kept),
+              std::vector<std::int32_t>(own.indices.begin() + own.offsets[h],
+                                        own.indices.begin() + own.offsets[h + 1]));
+  }
+}
+
+std::vector<H2OCase> h2o_cases() {
+  std::vector<H2OCase> cases;
+  for (bool kvpress : {false, true}) {
+    for (std::int64_t d : {64, 128, 256}) {
+      cases.push_back({400, 400, d, 4, DType::kBF16, Packing::kTokensHeadsDim, kvpress, 0.25});
+    }
+    for (std::int64_t g : {1, 8}) {
+      cases.push_back({300, 150, 128, g, DType::kF16, Packing::kPaddedTokens, kvpress, 0.3});
+    }
+    cases.push_back({129, 33, 64, 2, DType::kF32, Packing::kStridedDim, kvpress, 0.5});
+    cases.push_back({1000, 1000, 64, 2, DType::kBF16, Packing::kHeadsTokensDim, kvpress, 0.1});
+    cases.push_back({37, 1, 64, 2, DType::kF32, Packing::kTokensHeadsDim, kvpress, 0.5});
+    cases.push_back({1, 1, 64, 2, DType::kF32, Packing::kTokensHeadsDim, kvpress, 1.0});
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, H2OSelectTest, ::testing::ValuesIn(h2o_cases()),
+                         [](const auto& info) { return h2o_name(info.param); });
+
+// ---------------------------------------------------------------------------------------------
 // Host-side contract of every launcher, no device needed: valid arguments pass can_implement,
 // workspace sizes are positive multiples of the carving alignment, and run() refuses a workspace
 // smaller than it asked for without touching anything.
@@ -1291,6 +1381,15 @@ TEST(LauncherContract, ValidArgumentsAreAcceptedAndWorkspacesAreSized) {
   EXPECT_TRUE(sized(capkv::cuda::SnapKVSelect::workspace_size(snap)));
   snap.policy.config.kernel = 4;
   EXPECT_STREQ(capkv::cuda::SnapKVSelect::can_implement(snap).argument(), "kernel");
+
+  capkv::cuda::H2OSelect::Arguments h2o;
+  h2o.inputs = layer.inputs(false);
+  h2o.budget = capkv::Budget::keep_fraction(0.5);
+  h2o.indices = fake_device_pointer<std::int32_t>();
+  h2o.indices_ld = capkv::cuda::H2OSelect::kept(h2o);
+  Status h2o_status = capkv::cuda::H2OSelect::can_implement(h2o);
+  EXPECT_TRUE(h2o_status.ok()) << h2o_status.to_string();
+  EXPECT_TRUE(sized(capkv::cuda::H2OSelect::workspace_size(h2o)));
 
   capkv::cuda::WeightedGram::Arguments gram;
   gram.basis = layer.values.host_view();

@@ -81,6 +81,7 @@ if [[ $run_tests -eq 1 ]] && command -v compute-sanitizer >/dev/null 2>&1; then
   filter='*WeightedGramTest*n1000_d128_g4*:*WeightedGramTest*n33_*:*InverseCholeskyTest*d7:*InverseCholeskyTest*d129'
   filter+=':*LeverageTest*n129_d128_g4_f32_padded*:*TopBTest*n1000_h3_kind1*:*KeyScoresTest*n333*'
   filter+=':*CompactionTest*:*RelevanceTest*n300_d64*:*CapKVSelectTest.AgreesWithTheCpuSelection*n333_d64_g2_m33_f32_htd*'
+  filter+=':*SnapKVSelectTest*paper_n129*:*H2OSelectTest*n129*:*ComposedLibraryPath*n333_d64_g2_m33_f32_htd*'
   for tool in memcheck racecheck; do
     step "compute-sanitizer --tool $tool (small cases)"
     timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 99 \

@@ -1,6 +1,7 @@
 #include "eval/prompt_compression.hpp"
 
 #include <chrono>
+#include <mutex>
 #include <stdexcept>
 
 #include "eval/capture.hpp"
@@ -67,6 +68,14 @@ PromptCompression prefill_and_select(const LlamaModel& model, const CompressionR
   // and moved into place afterwards.
   std::vector<std::vector<capkv::cpu::H2OState>> states_by_layer(n_layers);
 
+  out.scoring_seconds.assign(policies.size(), 0.0);
+  std::mutex scoring_mutex;
+  auto add_scoring_time = [&](std::size_t policy, std::chrono::steady_clock::time_point since) {
+    const double seconds = seconds_since(since);
+    std::lock_guard lock(scoring_mutex);
+    out.scoring_seconds[policy] += seconds;
+  };
+
   progress.stage(request.label + "select (layers)", c.n_layers);
   start = std::chrono::steady_clock::now();
   const capkv::Rope rope{c.rope_base, capkv::RopeLayout::kHalf};
@@ -84,7 +93,9 @@ PromptCompression prefill_and_select(const LlamaModel& model, const CompressionR
     const auto l = static_cast<std::size_t>(layer);
     for (std::size_t p = 0; p < policies.size(); ++p) {
       if (with_states && static_cast<std::int64_t>(p) == h2o) continue;  // below, from the states
+      const auto scoring = std::chrono::steady_clock::now();
       LayerSelections s = select_at_budgets(policies[p].policy, in, budgets);
+      add_scoring_time(p, scoring);
       for (std::size_t b = 0; b < budgets.size(); ++b)
         out.selections[p][b][l] = std::move(s.by_budget[b]);
       out.scores[p][l] = std::move(s.scores);
@@ -94,6 +105,7 @@ PromptCompression prefill_and_select(const LlamaModel& model, const CompressionR
       // the one-shot H2O selection too, so H2O is scored once per budget, not once more.
       const auto hp = static_cast<std::size_t>(h2o);
       const auto& policy = std::get<capkv::H2O>(policies[hp].policy);
+      const auto scoring = std::chrono::steady_clock::now();
       for (std::size_t b = 0; b < budgets.size(); ++b) {
         capkv::cpu::H2OState state(policy, out.kept_tokens[b]);
         capkv::Selection sel = state.prefill(in);
@@ -102,6 +114,7 @@ PromptCompression prefill_and_select(const LlamaModel& model, const CompressionR
         out.selections[hp][b][l] = std::move(sel);
         states_by_layer[l].push_back(std::move(state));
       }
+      add_scoring_time(hp, scoring);
     }
     progress.advance();
   });

@@ -30,6 +30,10 @@ struct PromptCompression {
 
   double prefill_seconds = 0.0;
   double select_seconds = 0.0;
+  // Per policy, the seconds its scoring and selection took, summed over layers (so over the
+  // workers: thread-seconds, not wall time). H2O's includes one scoring per budget when the
+  // decode-time states are prefilled (H2OState::prefill scores at its own budget).
+  std::vector<double> scoring_seconds;
   std::int64_t capture_bytes = 0;  // the half-precision query captures, freed after selection
 
   // A copy of the full cache compressed with one policy's selection at one budget.

@@ -255,6 +255,7 @@ DocumentResult run_document(const LlamaModel& model, const DocumentWindow& windo
   result.prefill_seconds = compression.prefill_seconds;
   result.select_seconds = compression.select_seconds;
   result.capture_bytes = compression.capture_bytes;
+  result.scoring_seconds = compression.scoring_seconds;
 
   result.variants.resize(config.policies.size() * config.budgets.size());
   for (std::size_t p = 0; p < config.policies.size(); ++p) {

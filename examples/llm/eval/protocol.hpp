@@ -72,6 +72,7 @@ struct DocumentResult {
   double variants_seconds = 0.0;
   double decode_seconds = 0.0;
   std::int64_t capture_bytes = 0;
+  std::vector<double> scoring_seconds;  // per policy, thread-seconds (PromptCompression's)
 };
 
 // Tokens a document window needs: L + M + 1.

@@ -298,6 +298,11 @@ void write_json(const std::filesystem::path& path, const RunConfig& config,
                    {"attention_measures", d.attention_seconds},
                    {"compressed_continuations", d.variants_seconds},
                    {"decode_time", d.decode_seconds}}}};
+      json scoring = json::object();
+      for (std::size_t p = 0; p < d.scoring_seconds.size() && p < config.policies.size(); ++p) {
+        scoring[config.policies[p].name] = d.scoring_seconds[p];
+      }
+      jd["scoring_thread_seconds"] = scoring;
       json variants = json::array();
       for (const VariantResult& v : d.variants) {
         variants.push_back({{"policy", v.policy},

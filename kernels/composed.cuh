@@ -4,6 +4,9 @@
 // does the linear algebra with cuBLAS and cuSOLVER instead of the fused kernels: it materialises
 // what the fused path keeps on chip (scaled copies of U per query head, the products L^-1 U^T), so
 // it moves far more bytes. It exists to check the fused path and to time it against the libraries.
+// Bytes, per call: U read once and written (g + 1) times in fp32 (pack), the scaled copies read by
+// the Gram GEMM and the products written and read back (2 Hq n d * 4 each way), plus d^2-sized
+// matrices; flops: 2 n d^2 per query head twice (the GEMMs, fp32) and 2 d^3/3 per head in fp64.
 
 #include <cuda_runtime.h>
 

@@ -101,6 +101,9 @@ PasskeyResult run_passkey(const LlamaModel& model, const Tokenizer& tokenizer,
     answer->correct = passkey_found(answer->text, prompt.key);
     progress.advance();
   });
+  result.memory = pc.memory;
+  result.memory.emplace_back("answers", memory_usage());
+  release_free_memory();
   return result;
 }
 

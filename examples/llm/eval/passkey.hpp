@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "eval/memory_usage.hpp"
 #include "eval/policy_set.hpp"
 #include "eval/progress_bar.hpp"
 #include "model/llama_model.hpp"
@@ -51,6 +52,7 @@ struct PasskeyResult {
   std::int64_t prompt_tokens = 0;
   PasskeyAnswer full;
   std::vector<std::vector<PasskeyAnswer>> compressed;  // [policy][budget]
+  MemoryTrace memory;
 };
 
 // Prefills the whole prompt (question included) with the full cache, compresses it once per policy

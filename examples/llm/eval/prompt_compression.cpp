@@ -47,6 +47,8 @@ PromptCompression prefill_and_select(const LlamaModel& model, const CompressionR
   set_compute_threads(request.threads);
   out.last_logits = model.forward(request.prompt, out.cache, Logits::kLast, &capture);
   out.prefill_seconds = seconds_since(start);
+  out.memory.emplace_back("prefill", memory_usage());
+  release_free_memory();  // the prefill's activations, before the scorers allocate theirs
   out.capture_bytes = capture.bytes();
   progress.advance();
 
@@ -119,7 +121,9 @@ PromptCompression prefill_and_select(const LlamaModel& model, const CompressionR
     progress.advance();
   });
   out.select_seconds = seconds_since(start);
+  out.memory.emplace_back("select", memory_usage());
   capture.release();
+  release_free_memory();
 
   if (with_states) {
     out.h2o_decode_states.resize(budgets.size());

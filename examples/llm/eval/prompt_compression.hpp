@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/memory_usage.hpp"
 #include "eval/policy_set.hpp"
 #include "eval/progress_bar.hpp"
 #include "model/llama_model.hpp"
@@ -35,6 +36,7 @@ struct PromptCompression {
   // decode-time states are prefilled (H2OState::prefill scores at its own budget).
   std::vector<double> scoring_seconds;
   std::int64_t capture_bytes = 0;  // the half-precision query captures, freed after selection
+  MemoryTrace memory;              // after the prefill and after the selection
 
   // A copy of the full cache compressed with one policy's selection at one budget.
   KvCache compressed(std::size_t policy, std::size_t budget) const;

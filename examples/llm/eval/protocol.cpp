@@ -53,6 +53,13 @@ capkv::Protection budget_independent_protection(const AnyPolicy& policy, std::in
   return std::visit([&](const auto& p) { return p.protection(n, 0); }, policy);
 }
 
+// Records the memory a stage left behind (its peak is in VmHWM), then hands its freed blocks
+// back so the next stage starts from what is really live.
+void checkpoint(DocumentResult& result, const std::string& stage) {
+  result.memory.emplace_back(stage, memory_usage());
+  release_free_memory();
+}
+
 struct Task {
   std::size_t policy;
   std::size_t budget;
@@ -256,6 +263,7 @@ DocumentResult run_document(const LlamaModel& model, const DocumentWindow& windo
   result.select_seconds = compression.select_seconds;
   result.capture_bytes = compression.capture_bytes;
   result.scoring_seconds = compression.scoring_seconds;
+  result.memory = compression.memory;
 
   result.variants.resize(config.policies.size() * config.budgets.size());
   for (std::size_t p = 0; p < config.policies.size(); ++p) {
@@ -284,19 +292,23 @@ DocumentResult run_document(const LlamaModel& model, const DocumentWindow& windo
   result.full_nll = run_full_continuation(doc);
   result.continuation_seconds = seconds_since(start);
   progress.advance();
+  checkpoint(result, "full continuation");
 
   start = std::chrono::steady_clock::now();
   measure_attention(doc, result);
   result.attention_seconds = seconds_since(start);
+  checkpoint(result, "attention measures");
 
   start = std::chrono::steady_clock::now();
   run_compressed_continuations(doc, result);
   result.variants_seconds = seconds_since(start);
+  checkpoint(result, "compressed continuations");
 
   if (config.decode) {
     start = std::chrono::steady_clock::now();
     run_decode_time(doc, result);
     result.decode_seconds = seconds_since(start);
+    checkpoint(result, "decode-time");
   }
   return result;
 }

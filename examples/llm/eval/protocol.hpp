@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/memory_usage.hpp"
 #include "eval/metrics.hpp"
 #include "eval/policy_set.hpp"
 #include "eval/progress_bar.hpp"
@@ -73,6 +74,7 @@ struct DocumentResult {
   double decode_seconds = 0.0;
   std::int64_t capture_bytes = 0;
   std::vector<double> scoring_seconds;  // per policy, thread-seconds (PromptCompression's)
+  MemoryTrace memory;                   // resident size and peak after each stage
 };
 
 // Tokens a document window needs: L + M + 1.

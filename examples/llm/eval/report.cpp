@@ -55,6 +55,15 @@ json summary_json(const Summary& s) {
   return {{"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}, {"count", s.count}};
 }
 
+json memory_json(const MemoryTrace& trace) {
+  json out = json::array();
+  for (const auto& [stage, usage] : trace) {
+    out.push_back(
+        {{"after", stage}, {"rss_mib", usage.rss_mib}, {"peak_rss_mib", usage.peak_rss_mib}});
+  }
+  return out;
+}
+
 json comparison_json(const ContinuationComparison& c) {
   return {{"kl_mean", c.kl_mean},     {"kl_median", c.kl_median},
           {"kl_p99", c.kl_p99},       {"top1", c.top1},
@@ -279,6 +288,7 @@ void write_json(const std::filesystem::path& path, const RunConfig& config,
                    {"threads", config.threads}};
   doc["protocol_choices"] = protocol_choices();
   doc["timing"] = {{"total_seconds", total_seconds}};
+  doc["peak_rss_mib"] = memory_usage().peak_rss_mib;
   json contexts = json::array();
   for (const ContextResults& ctx : results) {
     json c;
@@ -303,6 +313,7 @@ void write_json(const std::filesystem::path& path, const RunConfig& config,
         scoring[config.policies[p].name] = d.scoring_seconds[p];
       }
       jd["scoring_thread_seconds"] = scoring;
+      jd["memory"] = memory_json(d.memory);
       json variants = json::array();
       for (const VariantResult& v : d.variants) {
         variants.push_back({{"policy", v.policy},
@@ -344,6 +355,7 @@ void write_json(const std::filesystem::path& path, const RunConfig& config,
                          {"prompt_tokens", pk.prompt_tokens},
                          {"full_answer", pk.full.text},
                          {"full_correct", pk.full.correct},
+                         {"memory", memory_json(pk.memory)},
                          {"compressed", answers}});
     }
     c["passkey"] = passkey;

@@ -217,12 +217,8 @@ TEST(CapKVScores, MaxAndSumGqaReductionsMatchTheReference) {
   EXPECT_TRUE(SelectionAgrees(sum_sel, want_sum, tol_sum, policy.protection(l.n(), 20), 20));
 }
 
-// BUG (include/capkv/core/layer_inputs.hpp, LayerInputs::n_query_heads): the kvpress preset needs
-// only the pre-RoPE queries (needs().queries is false), but the group size is taken from the
-// post-RoPE queries and falls back to the KV head count when they are absent. Given only what the
-// preset asks for, each KV head then reads one wrong query head instead of its group of g and
-// the scores are silently wrong. Expected to fail until n_query_heads() also looks at
-// queries_pre_rope.
+// The kvpress preset needs only the pre-RoPE queries (needs().queries is false): the group size must
+// come from them, or each KV head would read one wrong query head instead of its group of g.
 TEST(CapKVScores, KvpressWithOnlyPreRopeQueriesUsesTheWholeGqaGroup) {
   Layer l = random_layer({.n = 60, .kv_heads = 2, .group = 3, .dim = 16}, 31);
   apply_rope_to_queries(l, capkv::Rope{10000.0, capkv::RopeLayout::kHalf});
@@ -235,8 +231,7 @@ TEST(CapKVScores, KvpressWithOnlyPreRopeQueriesUsesTheWholeGqaGroup) {
       ref::gqa_mean(ref::capkv_tolerance(l, policy.config, want), l.kv_heads());
   const capkv::Selection sel =
       capkv::select(policy, l.inputs(), capkv::Budget::tokens(20), {.return_scores = true});
-  EXPECT_TRUE(ScoresNear(sel.scores, want_kv, tol_kv))
-      << "BUG: LayerInputs::n_query_heads() ignores queries_pre_rope";
+  EXPECT_TRUE(ScoresNear(sel.scores, want_kv, tol_kv));
 }
 
 }  // namespace

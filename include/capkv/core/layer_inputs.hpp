@@ -25,7 +25,12 @@ struct LayerInputs {
 
   std::int64_t n_tokens() const { return keys.n_tokens(); }
   std::int64_t n_kv_heads() const { return keys.n_heads(); }
-  std::int64_t n_query_heads() const { return queries ? queries->n_heads() : keys.n_heads(); }
+  // From whichever queries were given (the kvpress anchor needs only the pre-RoPE ones).
+  std::int64_t n_query_heads() const {
+    if (queries) return queries->n_heads();
+    if (queries_pre_rope) return queries_pre_rope->n_heads();
+    return keys.n_heads();
+  }
   std::int64_t group_size() const { return n_query_heads() / n_kv_heads(); }
 };
 
@@ -69,6 +74,10 @@ inline void validate(const LayerInputs& in, const InputNeeds& needs) {
     require(in.queries_pre_rope.has_value(), "queries_pre_rope",
             "this policy needs the queries before RoPE");
     detail::check_queries(*in.queries_pre_rope, "queries_pre_rope", in.keys);
+  }
+  if (in.queries && in.queries_pre_rope) {
+    require(in.queries_pre_rope->n_heads() == in.queries->n_heads(), "queries_pre_rope",
+            "has a different number of heads than the queries");
   }
   if (needs.rope) {
     require(in.rope.has_value(), "rope", "this policy needs the RoPE parameters");

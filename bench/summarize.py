@@ -266,7 +266,7 @@ def render(doc):
     w("fp32 [tokens, heads, dim] cache, 32 query heads over 8 KV heads, 64 prompt queries, a quarter "
       "of the tokens kept. Flop counts are defined in `bench/cpu/policies.cpp` (CapKV: 4 n d^2 + 2 n d "
       "per query head; greedy: 2 n d per pick and query head, in fp64; SnapKV: 2 w n d per query head, "
-      "w = 32; H2O: 2 m n d per query head with m = **64** prompt queries, not a full prefill; L2: "
+      "w = 32, the Q K^T it computes, not the issue's 2*2*w*n*d, which would double its rate; H2O: 2 m n d per query head with m = **64** prompt queries, not a full prefill; L2: "
       "2 n d per KV head). Bytes: K, plus V for the value basis, read once.\n")
     pol = defaultdict(list)
     for name, r in res.items():

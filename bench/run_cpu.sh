@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the CPU microbenchmarks (Release, build-bench/), runs them once with 3 repetitions and
-# writes bench/results/cpu.json and bench/RESULTS.md. Takes about 5 minutes on 2 cores.
+# writes bench/results/cpu.json and bench/RESULTS.md. About 9 minutes on a loaded 2-core VM.
 #   bench/run_cpu.sh [extra Google Benchmark flags, e.g. --benchmark_filter=kernel/]
 # OMP_NUM_THREADS (default: every core) sets the threads of both the library and the sgemm reference.
 set -euo pipefail

@@ -211,6 +211,11 @@ TEST(BadInput, CapKVKvpressNeedsPreRopeQueriesAndRope) {
   Layer no_pre = l;
   no_pre.queries_pre_rope = HostTensor();
   EXPECT_EQ(run(no_pre), "queries_pre_rope");
+  // Post- and pre-RoPE queries given together must have the same heads (here 4 and 2).
+  Layer mismatched = l;
+  mismatched.queries_pre_rope =
+      random_layer({.n = 30, .kv_heads = 2, .group = 1, .dim = 8}, 4).queries;
+  EXPECT_EQ(run(mismatched), "queries_pre_rope");
   Layer odd = random_layer({.n = 30, .kv_heads = 2, .group = 2, .dim = 7}, 3);
   odd.queries_pre_rope = odd.queries;
   odd.rope = capkv::Rope{};

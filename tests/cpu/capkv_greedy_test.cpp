@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "capkv/capkv.hpp"
@@ -111,6 +112,57 @@ TEST(CapKVGreedy, BudgetCoveringTheCacheKeepsEverything) {
       EXPECT_EQ(as_vector(sel.head(kv)), (std::vector<std::int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
     }
   }
+}
+
+// BUG (include/capkv/cpu/greedy_logdet.hpp): with finite but large inputs the greedy reads and
+// writes out of bounds. Two ways in:
+//  - key leverage on keys of norm ~1e8: q_i = u_i^T A^-1 u_i starts at ||u_i||^2 / ridge ~ 1e17 and
+//    the Sherman-Morrison downdate `q -= w c^2 / (1 + w q_best)` cancels catastrophically once the
+//    picks span the space, leaving q < -1/w, so log1p(w q) is NaN or below -1;
+//  - keys x queries overflowing the fp32 statistic (1e30 x 1e10): t = +-Inf, the weights are NaN,
+//    and so is every gain (the one-shot reports "scores: contain NaN or Inf" instead).
+// Either way no gain passes `gain >= best_gain` with best_gain = -1.0, `best` stays -1, and
+// `ud.row(best)`, `available[best] = 0` and `scores[best]` index -1 (AddressSanitizer:
+// heap-buffer-overflow at greedy_logdet.hpp:66). Proposed fix: start best_gain at -infinity,
+// throw capkv::Error when no finite gain is found, and clamp q at 0 after each downdate (or
+// recompute q_i = ||L^-1 u_i||^2 from the factor). Each case runs in a child process, so a crash
+// fails this test only; the child exits 0 for a clear capkv::Error or for a selection that carries
+// the greedy's pick ranks picks..1 exactly once each.
+int greedy_outcome(const capkv::CapKV& policy, const Layer& l, std::int64_t budget) {
+  try {
+    const capkv::Selection sel =
+        capkv::select(policy, l.inputs(), capkv::Budget::tokens(budget), {.return_scores = true});
+    const std::int64_t picks = budget - policy.protection(l.n(), budget).count(l.n());
+    for (std::int64_t h = 0; h < sel.n_kv_heads(); ++h) {
+      std::vector<int> seen(static_cast<std::size_t>(picks + 1), 0);
+      for (std::int64_t i = 0; i < l.n(); ++i) {
+        const float s = sel.scores(h, i);
+        if (s >= 1.0f && s <= static_cast<float>(picks)) ++seen[static_cast<std::size_t>(s)];
+      }
+      for (std::int64_t r = 1; r <= picks; ++r) {
+        if (seen[r] != 1) return 3;  // a rank is missing: the greedy did not pick
+      }
+    }
+    return 0;
+  } catch (const capkv::Error&) {
+    return 0;
+  }
+}
+
+TEST(CapKVGreedyDeathTest, LargeFiniteInputsGiveASelectionOrAnErrorNeverACrash) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Layer large_keys = random_layer({.n = 40, .kv_heads = 1, .group = 1, .dim = 8}, 3);
+  for (float& k : large_keys.keys.data) k *= 1e8f;
+  EXPECT_EXIT(std::exit(greedy_outcome(capkv::CapKV::key_leverage().greedy(), large_keys, 36)),
+              ::testing::ExitedWithCode(0), "")
+      << "BUG: greedy_logdet_scores indexes -1 when every gain is NaN or below -1";
+
+  Layer overflow = random_layer({.n = 40, .kv_heads = 1, .group = 1, .dim = 8}, 3);
+  for (float& k : overflow.keys.data) k *= 1e30f;
+  for (float& q : overflow.queries.data) q *= 1e10f;
+  EXPECT_EXIT(std::exit(greedy_outcome(capkv::CapKV().greedy(), overflow, 36)),
+              ::testing::ExitedWithCode(0), "")
+      << "BUG: greedy_logdet_scores indexes -1 when the weights are NaN";
 }
 
 }  // namespace

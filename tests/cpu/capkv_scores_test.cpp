@@ -217,8 +217,8 @@ TEST(CapKVScores, MaxAndSumGqaReductionsMatchTheReference) {
   EXPECT_TRUE(SelectionAgrees(sum_sel, want_sum, tol_sum, policy.protection(l.n(), 20), 20));
 }
 
-// The kvpress preset needs only the pre-RoPE queries (needs().queries is false): the group size must
-// come from them, or each KV head would read one wrong query head instead of its group of g.
+// The kvpress preset needs only the pre-RoPE queries (needs().queries is false): the group size
+// must come from them, or each KV head would read one wrong query head instead of its group of g.
 TEST(CapKVScores, KvpressWithOnlyPreRopeQueriesUsesTheWholeGqaGroup) {
   Layer l = random_layer({.n = 60, .kv_heads = 2, .group = 3, .dim = 16}, 31);
   apply_rope_to_queries(l, capkv::Rope{10000.0, capkv::RopeLayout::kHalf});

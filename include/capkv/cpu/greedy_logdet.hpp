@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "capkv/core/error.hpp"
 #include "capkv/core/protection.hpp"
 #include "capkv/cpu/head_matrix.hpp"
 
@@ -45,22 +46,25 @@ inline Eigen::RowVectorXf greedy_logdet_scores(const ConstRowMap& u, const RowMa
   }
   for (std::int64_t step = 0; step < picks; ++step) {
     std::int64_t best = -1;
-    double best_gain = -1.0;
+    double best_gain = -INFINITY;
     for (std::int64_t i = 0; i < n; ++i) {
       if (!available[i]) continue;
       double gain = 0.0;
       for (std::int64_t h = 0; h < g; ++h) gain += std::log1p(wd(h, i) * q(h, i));
-      if (gain >= best_gain) {  // >= : ties go to the more recent token
+      if (gain >= best_gain) {  // >= : ties go to the more recent token; NaN never wins
         best_gain = gain;
         best = i;
       }
     }
+    require(best >= 0, "values", "the greedy log-det gains are not finite (overflowing inputs)");
     const Eigen::VectorXd ub = ud.row(best).transpose();
     for (std::int64_t h = 0; h < g; ++h) {
       const double w = wd(h, best);
       const Eigen::VectorXd z = factors[h].solve(ub);
       const Eigen::VectorXd c = ud * z;
       q.row(h).array() -= w * c.array().square().transpose() / (1.0 + w * q(h, best));
+      // u^T A^-1 u >= 0 exactly; the downdate can cancel below it at extreme scales.
+      q.row(h) = q.row(h).cwiseMax(0.0);
       factors[h].rankUpdate(ub, w);
     }
     available[best] = 0;

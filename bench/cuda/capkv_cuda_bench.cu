@@ -137,7 +137,8 @@ Machine measure_machine(cublasHandle_t cublas, int iterations) {
 struct Row {
   std::int64_t n = 0;
   int copies = 1;
-  double relevance = 0, gram = 0, cholesky = 0, leverage = 0, top_b = 0, full = 0;
+  double relevance = 0, gram = 0, cholesky = 0, leverage = 0, top_b = 0, full = 0;  // tensor cores
+  double gram_cuda_cores = 0, leverage_cuda_cores = 0, full_cuda_cores = 0;
   double composed = 0, snapkv = 0, l2norm = 0, compact = 0;
   double floor_bytes = 0, floor_flops = 0;
   double floor() const { return std::max(floor_bytes, floor_flops); }
@@ -191,14 +192,15 @@ Row run_shape(std::int64_t n, const Machine& machine, std::size_t l2_bytes, int 
   capkv::cuda::WorkspaceCarver carver(workspace);
   const auto layout = capkv::cuda::CapKVSelect::carve(carver, args);
   using capkv::cuda::CapKVSelect;
-  auto with = [&](int i) {
+  auto with = [&](int i, capkv::cuda::MathPath math = capkv::cuda::MathPath::kTensorCores) {
     CapKVSelect::Arguments a = args;
     a.inputs = inputs(i % row.copies);
+    a.math = math;
     return a;
   };
 
   // Fill the pipeline's intermediates once so every stage timed alone reads sensible data.
-  check(CapKVSelect::run(args, workspace, ws_bytes, nullptr), "CapKVSelect::run");
+  check(CapKVSelect::run(with(0), workspace, ws_bytes, nullptr), "CapKVSelect::run");
   check(cudaDeviceSynchronize(), "first run");
   check(capkv::cuda::read_status(workspace, nullptr), "first run's device status");
 
@@ -209,21 +211,32 @@ Row run_shape(std::int64_t n, const Machine& machine, std::size_t l2_bytes, int 
                                                layout.relevance, layout.flags, nullptr),
         "relevance");
   });
-  row.gram = time_ms(iterations, [&](int i) {
-    check(capkv::cuda::WeightedGram::enqueue(CapKVSelect::gram_arguments(with(i), layout),
-                                             layout.gram_partials, layout.flags, nullptr),
-          "gram");
-  });
+  // The two products on either unit; the pipeline's workspace holds the tensor-core buffers.
+  const auto cuda_cores = capkv::cuda::MathPath::kCudaCores;
+  auto time_gram = [&](capkv::cuda::MathPath math) {
+    return time_ms(iterations, [&](int i) {
+      check(capkv::cuda::WeightedGram::enqueue(CapKVSelect::gram_arguments(with(i, math), layout),
+                                               layout.gram_partials, layout.flags, nullptr),
+            "gram");
+    });
+  };
+  auto time_leverage = [&](capkv::cuda::MathPath math) {
+    return time_ms(iterations, [&](int i) {
+      check(capkv::cuda::WeightedLeverage::enqueue(
+                CapKVSelect::leverage_arguments(with(i, math), layout), layout.leverage,
+                layout.flags, nullptr),
+            "leverage");
+    });
+  };
+  row.gram = time_gram(capkv::cuda::MathPath::kTensorCores);
+  row.gram_cuda_cores = time_gram(cuda_cores);
   row.cholesky = time_ms(iterations, [&](int i) {
     check(capkv::cuda::InverseCholesky::enqueue(CapKVSelect::cholesky_arguments(with(i), layout),
                                                 layout.cholesky_scratch, layout.flags, nullptr),
           "cholesky");
   });
-  row.leverage = time_ms(iterations, [&](int i) {
-    check(capkv::cuda::WeightedLeverage::enqueue(CapKVSelect::leverage_arguments(with(i), layout),
-                                                 layout.flags, nullptr),
-          "leverage");
-  });
+  row.leverage = time_leverage(capkv::cuda::MathPath::kTensorCores);
+  row.leverage_cuda_cores = time_leverage(cuda_cores);
   row.top_b = time_ms(iterations, [&](int i) {
     check(capkv::cuda::TopB::enqueue(CapKVSelect::top_b_arguments(with(i), layout),
                                      layout.thresholds, layout.flags, nullptr),
@@ -231,6 +244,9 @@ Row run_shape(std::int64_t n, const Machine& machine, std::size_t l2_bytes, int 
   });
   row.full = time_ms(iterations, [&](int i) {
     check(CapKVSelect::run(with(i), workspace, ws_bytes, nullptr), "full");
+  });
+  row.full_cuda_cores = time_ms(iterations, [&](int i) {
+    check(CapKVSelect::run(with(i, cuda_cores), workspace, ws_bytes, nullptr), "full");
   });
   check(capkv::cuda::read_status(workspace, nullptr), "device status after the timed runs");
 
@@ -315,18 +331,20 @@ Row run_shape(std::int64_t n, const Machine& machine, std::size_t l2_bytes, int 
 
 std::string table(const std::vector<Row>& rows) {
   std::ostringstream s;
-  char line[512];
-  s << "| n | relevance | gram | cholesky | leverage | top-B | **CapKV select** | composed "
-       "(cuBLAS+cuSOLVER) | floor "
-       "| select / floor | SnapKV select | L2-norm | compact K |\n";
-  s << "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  char line[640];
+  s << "| n | relevance | gram TC (CC) | cholesky | leverage TC (CC) | top-B | **CapKV select** TC "
+       "(CC) | composed (cuBLAS+cuSOLVER) | composed / select | floor | select / floor | SnapKV "
+       "select | L2-norm | compact K |\n";
+  s << "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& r : rows) {
     std::snprintf(line, sizeof line,
-                  "| %lld | %.3f | %.3f | %.3f | %.3f | %.3f | **%.3f** | %.3f | %.3f (%s) | %.1fx "
-                  "| %.3f | %.3f |\n",
-                  static_cast<long long>(r.n), r.relevance, r.gram, r.cholesky, r.leverage, r.top_b,
-                  r.full, r.composed, r.floor(), r.floor_flops >= r.floor_bytes ? "flops" : "bytes",
-                  r.full / r.floor(), r.l2norm, r.compact);
+                  "| %lld | %.3f | %.3f (%.3f) | %.3f | %.3f (%.3f) | %.3f | **%.3f** (%.3f) | "
+                  "%.3f | %.1fx | %.3f (%s) | %.1fx | %.3f | %.3f | %.3f |\n",
+                  static_cast<long long>(r.n), r.relevance, r.gram, r.gram_cuda_cores, r.cholesky,
+                  r.leverage, r.leverage_cuda_cores, r.top_b, r.full, r.full_cuda_cores, r.composed,
+                  r.composed / r.full, r.floor(),
+                  r.floor_flops >= r.floor_bytes ? "flops" : "bytes", r.full / r.floor(),
+                  r.snapkv, r.l2norm, r.compact);
     s << line;
   }
   return s.str();
@@ -411,7 +429,8 @@ int main(int argc, char** argv) {
      << "- Floor = max(bytes(K, V) / read bandwidth, 2 n d^2 flops per query head / bf16 GEMM "
         "rate); the "
         "leverage product costs as much again, so the floor flatters the implementation\n\n"
-     << "Milliseconds (median):\n\n"
+     << "Milliseconds (median). TC: the tensor-core path (bf16 MMA with the two-term split, the "
+        "default for bf16); CC: the fp32 CUDA-core path, timed on the same buffers.\n\n"
      << table(rows) << "\n"
      << "Stages are timed alone on the pipeline's own buffers; \"CapKV select\" is the whole "
         "`capkv::cuda::CapKVSelect::run`; \"SnapKV select\" is `SnapKVSelect::run` (paper preset) "

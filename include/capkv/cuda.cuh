@@ -12,6 +12,7 @@
 #include "capkv/cuda/h2o.cuh"
 #include "capkv/cuda/key_scores.cuh"
 #include "capkv/cuda/leverage.cuh"
+#include "capkv/cuda/math_path.cuh"
 #include "capkv/cuda/relevance.cuh"
 #include "capkv/cuda/snapkv.cuh"
 #include "capkv/cuda/status.cuh"

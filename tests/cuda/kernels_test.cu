@@ -2,8 +2,9 @@
 // test starts with CAPKV_REQUIRE_DEVICE(), so without a GPU the whole suite reports SKIPPED with
 // "no CUDA device: ..." and passes. Outputs start poisoned (NaN or -1 bytes) so a kernel that
 // skips an element fails the test. Tolerances are error bounds of fp32 arithmetic computed from the
-// data (fp32 unit roundoff 2^-24 times the length of the sums), not tuned constants, except for
-// the end-to-end CapKV scores, which go through a Cholesky factor and are held to 1e-3 relative.
+// data (fp32 unit roundoff 2^-24 times the length of the sums, plus the bf16 split's 2^-16 per term
+// on the tensor-core path), not tuned constants, except for the end-to-end CapKV scores, which go
+// through a Cholesky factor and are held to 1e-3 relative.
 
 #include <gtest/gtest.h>
 
@@ -33,6 +34,21 @@ using capkv_cuda_test::StoredTensor;
 namespace ref = capkv_cuda_test::ref;
 
 constexpr double kU = 0x1.0p-24;  // fp32 unit roundoff
+using capkv::cuda::MathPath;
+
+// Whether a launch with `math` on `basis` runs on the tensor cores (on a device that has them, as
+// every device these tests accept does: sm_80+ for bf16 MMA, checked by the test that needs it).
+bool takes_tensor_cores(MathPath math, const capkv::TensorView& basis) {
+  return math != MathPath::kCudaCores && capkv::cuda::tensor_core_shape(basis);
+}
+
+// Per-term error of the tensor-core products beyond fp32's: the split of one operand (2^-17) and,
+// for fp16 bases, the other's split is exact but the lo x lo product is dropped (2^-18); rounded
+// up to 2^-16 (capkv/device/bf16_split.hpp).
+constexpr double kSplitTermError = 2.0 * capkv::device::kBf16SplitError;
+// The MMA's fp32 accumulation is not specified to round to nearest; twice the fp32 summation bound
+// covers truncating adders.
+constexpr double kMmaSumFactor = 2.0;
 
 const char* dtype_name(DType t) { return capkv::name_of(t).data(); }
 
@@ -75,12 +91,14 @@ struct GramCase {
   Packing packing;
   std::int64_t begin;
   bool uniform;
+  MathPath math = MathPath::kAuto;
 };
 
 std::string gram_name(const GramCase& c) {
   std::ostringstream s;
   s << "n" << c.n << "_d" << c.d << "_g" << c.g << "_" << dtype_name(c.dtype) << "_"
-    << capkv_cuda_test::name_of(c.packing) << "_b" << c.begin << (c.uniform ? "_uniform" : "");
+    << capkv_cuda_test::name_of(c.packing) << "_b" << c.begin << (c.uniform ? "_uniform" : "")
+    << (c.math == MathPath::kAuto ? "" : std::string("_") + capkv::cuda::name_of(c.math));
   return s.str();
 }
 
@@ -89,7 +107,7 @@ void PrintTo(const GramCase& c, std::ostream* os) { *os << gram_name(c); }
 
 class WeightedGramTest : public ::testing::TestWithParam<GramCase> {};
 
-TEST_P(WeightedGramTest, MatchesFloat64WithinTheFp32SummationBound) {
+TEST_P(WeightedGramTest, MatchesFloat64WithinTheSummationBound) {
   CAPKV_REQUIRE_DEVICE();
   const GramCase c = GetParam();
   const std::int64_t hkv = 2;
@@ -114,6 +132,7 @@ TEST_P(WeightedGramTest, MatchesFloat64WithinTheFp32SummationBound) {
   args.eps = 1e-6;
   args.ridge = 0.5;
   args.gram = gram.get();
+  args.math = c.math;
   DeviceBuffer<unsigned char> workspace;
   const Status s = run_launcher<capkv::cuda::WeightedGram>(args, workspace);
   ASSERT_TRUE(s.ok()) << s.to_string();
@@ -121,6 +140,10 @@ TEST_P(WeightedGramTest, MatchesFloat64WithinTheFp32SummationBound) {
   const std::vector<double> got = gram.download();
 
   const std::int64_t chunk = capkv::cuda::kernels::gram_split(c.n - std::min(c.begin, c.n)).chunk;
+  const bool mma = takes_tensor_cores(c.math, basis.view());
+  const double relative = mma ? kMmaSumFactor * (static_cast<double>(chunk) + 4.0) * kU +
+                                    kSplitTermError
+                              : (static_cast<double>(chunk) + 4.0) * kU;
   const float eps = 1e-6f;
   for (std::int64_t h = 0; h < hq; ++h) {
     std::vector<double> want;
@@ -130,8 +153,7 @@ TEST_P(WeightedGramTest, MatchesFloat64WithinTheFp32SummationBound) {
     for (std::int64_t a = 0; a < c.d; ++a) {
       for (std::int64_t b = 0; b < c.d; ++b) {
         const double value = got[(h * c.d + a) * c.d + b];
-        const double tol =
-            (static_cast<double>(chunk) + 4.0) * kU * magnitude[a * c.d + b] * 1.01 + 1e-12;
+        const double tol = relative * magnitude[a * c.d + b] * 1.01 + 1e-12;
         ASSERT_LE(std::abs(value - want[a * c.d + b]), tol)
             << "head " << h << " [" << a << ", " << b << "] got " << value << " want "
             << want[a * c.d + b];
@@ -158,6 +180,18 @@ std::vector<GramCase> gram_cases() {
   cases.push_back({33, 96, 2, DType::kF16, Packing::kTokensHeadsDim, 4, false});  // d not a tile
   cases.push_back({4099, 200, 1, DType::kBF16, Packing::kPaddedTokens, 4, true});
   cases.push_back({40000, 128, 4, DType::kBF16, Packing::kTokensHeadsDim, 4, false});  // 64 splits
+  // Both units pinned, whatever kAuto picks: the CUDA-core path on 16-bit caches, the tensor-core
+  // path on ragged token counts, strided views and every head_dim it takes.
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    cases.push_back(
+        {777, 128, 4, t, Packing::kTokensHeadsDim, 4, false, MathPath::kCudaCores});
+    for (std::int64_t d : {64, 128, 256}) {
+      cases.push_back(
+          {1001, d, 4, t, Packing::kTokensHeadsDim, 4, false, MathPath::kTensorCores});
+    }
+    cases.push_back({70, 80, 2, t, Packing::kStridedDim, 0, true, MathPath::kTensorCores});
+    cases.push_back({5, 64, 1, t, Packing::kPaddedTokens, 4, false, MathPath::kTensorCores});
+  }
   return cases;
 }
 
@@ -246,12 +280,14 @@ struct LeverageCase {
   Packing packing;
   capkv::GqaReduction reduction;
   std::int64_t begin;
+  MathPath math = MathPath::kAuto;
 };
 
 std::string leverage_name(const LeverageCase& c) {
   std::ostringstream s;
   s << "n" << c.n << "_d" << c.d << "_g" << c.g << "_" << dtype_name(c.dtype) << "_"
-    << capkv_cuda_test::name_of(c.packing) << "_" << capkv::name_of(c.reduction) << "_b" << c.begin;
+    << capkv_cuda_test::name_of(c.packing) << "_" << capkv::name_of(c.reduction) << "_b" << c.begin
+    << (c.math == MathPath::kAuto ? "" : std::string("_") + capkv::cuda::name_of(c.math));
   return s.str();
 }
 void PrintTo(const LeverageCase& c, std::ostream* os) { *os << leverage_name(c); }
@@ -290,10 +326,14 @@ TEST_P(LeverageTest, MatchesFloat64WithinTheProductBound) {
   args.reduction = c.reduction;
   args.scores = scores.get();
   args.scores_ld = scores_ld;
+  args.math = c.math;
   DeviceBuffer<unsigned char> workspace;
   const Status s = run_launcher<capkv::cuda::WeightedLeverage>(args, workspace);
   ASSERT_TRUE(s.ok()) << s.to_string();
   const std::vector<float> got = scores.download();
+  const bool mma = takes_tensor_cores(c.math, basis.view());
+  const double product_relative =
+      mma ? kMmaSumFactor * (c.d + 2) * kU + kSplitTermError : (c.d + 2) * kU;
 
   for (std::int64_t kv = 0; kv < hkv; ++kv) {
     for (std::int64_t j = scores_ld - 5; j < scores_ld; ++j) {
@@ -320,7 +360,7 @@ TEST_P(LeverageTest, MatchesFloat64WithinTheProductBound) {
             p += term;
             mag += std::abs(term);
           }
-          const double e = (c.d + 2) * kU * mag;
+          const double e = product_relative * mag;
           sq += p * p;
           err += 2.0 * std::abs(p) * e + e * e;
         }
@@ -368,6 +408,20 @@ std::vector<LeverageCase> leverage_cases() {
   cases.push_back({3, 64, 2, DType::kF32, Packing::kTokensHeadsDim, capkv::GqaReduction::kMean, 4});
   cases.push_back(
       {65, 100, 2, DType::kBF16, Packing::kTokensHeadsDim, capkv::GqaReduction::kMean, 4});
+  // Both units pinned (see gram_cases).
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    cases.push_back({300, 128, 4, t, Packing::kTokensHeadsDim, capkv::GqaReduction::kMean, 4,
+                     MathPath::kCudaCores});
+    for (std::int64_t d : {64, 128, 256}) {
+      for (capkv::GqaReduction r : {capkv::GqaReduction::kMean, capkv::GqaReduction::kMax}) {
+        cases.push_back({301, d, 4, t, Packing::kTokensHeadsDim, r, 4, MathPath::kTensorCores});
+      }
+    }
+    cases.push_back({129, 80, 2, t, Packing::kStridedDim, capkv::GqaReduction::kSum, 70,
+                     MathPath::kTensorCores});
+    cases.push_back({1, 64, 8, t, Packing::kHeadsTokensDim, capkv::GqaReduction::kMean, 0,
+                     MathPath::kTensorCores});
+  }
   return cases;
 }
 
@@ -734,13 +788,15 @@ struct LayerCase {
   double keep;  // fraction kept
   capkv::GqaReduction gqa = capkv::GqaReduction::kMean;
   std::int64_t recent_window = 0;
+  MathPath math = MathPath::kAuto;  // CapKV's products; the other policies ignore it
 };
 
 std::string layer_name(const LayerCase& c) {
   std::ostringstream s;
   s << name_of(c.preset) << "_n" << c.n << "_d" << c.d << "_g" << c.g << "_m" << c.m << "_"
     << dtype_name(c.dtype) << "_" << capkv_cuda_test::name_of(c.packing) << "_keep"
-    << static_cast<int>(c.keep * 100) << "_" << capkv::name_of(c.gqa) << "_w" << c.recent_window;
+    << static_cast<int>(c.keep * 100) << "_" << capkv::name_of(c.gqa) << "_w" << c.recent_window
+    << (c.math == MathPath::kAuto ? "" : std::string("_") + capkv::cuda::name_of(c.math));
   return s.str();
 }
 
@@ -943,6 +999,7 @@ TEST_P(CapKVSelectTest, AgreesWithTheCpuSelection) {
   args.inputs = layer.inputs(true);
   args.budget = budget;
   args.gqa = c.gqa;
+  args.math = c.math;
   const std::int64_t kept = capkv::cuda::CapKVSelect::kept(args);
   const std::int64_t indices_ld = kept + 2;
   DeviceBuffer<std::int32_t> indices(static_cast<std::size_t>(hkv * indices_ld));
@@ -1045,6 +1102,15 @@ std::vector<LayerCase> capkv_cases() {
       {9, 64, 2, 9, DType::kF32, Packing::kTokensHeadsDim, Preset::kDefault, 0.5});  // B = sinks
   cases.push_back(
       {50, 64, 2, 8, DType::kBF16, Packing::kTokensHeadsDim, Preset::kPaper, 1.0});  // B = n
+  // The 16-bit caches above run on the tensor cores (kAuto); the same shapes on the CUDA cores.
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    for (Preset p : {Preset::kDefault, Preset::kKeyLeverage}) {
+      cases.push_back({1000, 128, 4, 40, t, Packing::kTokensHeadsDim, p, 0.25,
+                       capkv::GqaReduction::kMean, 0, MathPath::kCudaCores});
+      cases.push_back({1000, 128, 4, 40, t, Packing::kTokensHeadsDim, p, 0.25,
+                       capkv::GqaReduction::kMean, 0, MathPath::kTensorCores});
+    }
+  }
   return cases;
 }
 
@@ -1398,6 +1464,10 @@ TEST(LauncherContract, ValidArgumentsAreAcceptedAndWorkspacesAreSized) {
   gram.gram = fake_device_pointer<double>();
   EXPECT_TRUE(capkv::cuda::WeightedGram::can_implement(gram).ok());
   EXPECT_TRUE(sized(capkv::cuda::WeightedGram::workspace_size(gram)));
+  // The tensor-core buffers are sized from the shape alone: a bf16 basis asks for them unless the
+  // CUDA cores are pinned.
+  gram.math = MathPath::kCudaCores;
+  EXPECT_TRUE(capkv::cuda::WeightedGram::can_implement(gram).ok());
   gram.n_query_heads = 3;
   EXPECT_STREQ(capkv::cuda::WeightedGram::can_implement(gram).argument(), "n_query_heads");
 
@@ -1415,8 +1485,35 @@ TEST(LauncherContract, ValidArgumentsAreAcceptedAndWorkspacesAreSized) {
   leverage.scores = fake_device_pointer<float>();
   leverage.scores_ld = c.n;
   EXPECT_TRUE(capkv::cuda::WeightedLeverage::can_implement(leverage).ok());
+  const std::size_t with_split = capkv::cuda::WeightedLeverage::workspace_size(leverage);
+  leverage.math = MathPath::kCudaCores;
+  const std::size_t without_split = capkv::cuda::WeightedLeverage::workspace_size(leverage);
+  EXPECT_GE(with_split, without_split + 2 * sizeof(std::uint16_t) * hq * c.d * c.d);
+  leverage.math = MathPath::kTensorCores;
+  EXPECT_TRUE(capkv::cuda::WeightedLeverage::can_implement(leverage).ok());
   leverage.scores_ld = c.n - 1;
   EXPECT_STREQ(capkv::cuda::WeightedLeverage::can_implement(leverage).argument(), "scores_ld");
+  leverage.scores_ld = c.n;
+
+  // Tensor cores pinned on a basis they cannot take: refused by name, before any device call.
+  const LayerCase fp32_case{33, 64, 2, 8, DType::kF32, Packing::kTokensHeadsDim, Preset::kDefault,
+                            0.5};
+  const Layer fp32_layer(fp32_case, /*upload=*/false);
+  leverage.basis = fp32_layer.values.host_view();
+  leverage.n_query_heads = Layer::kKvHeads * fp32_case.g;
+  leverage.scores_ld = fp32_case.n;
+  EXPECT_STREQ(capkv::cuda::WeightedLeverage::can_implement(leverage).argument(), "math");
+  gram.basis = fp32_layer.values.host_view();
+  gram.n_query_heads = Layer::kKvHeads * fp32_case.g;
+  gram.math = MathPath::kTensorCores;
+  EXPECT_STREQ(capkv::cuda::WeightedGram::can_implement(gram).argument(), "math");
+  const LayerCase odd_dim{33, 72, 2, 8, DType::kBF16, Packing::kTokensHeadsDim, Preset::kDefault,
+                          0.5};
+  const Layer odd_layer(odd_dim, /*upload=*/false);
+  gram.basis = odd_layer.values.host_view();
+  EXPECT_STREQ(capkv::cuda::WeightedGram::can_implement(gram).argument(), "math");
+  gram.math = MathPath::kAuto;  // kAuto falls back to the CUDA cores instead
+  EXPECT_TRUE(capkv::cuda::WeightedGram::can_implement(gram).ok());
 
   capkv::cuda::KeyScores::Arguments keys{layer.keys.host_view(),
                                          capkv::cuda::KeyScores::Kind::kNegativeL2Norm,

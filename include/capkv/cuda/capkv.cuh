@@ -39,6 +39,7 @@ struct CapKVSelect {
     std::int64_t* offsets = nullptr;  // [Hkv + 1] device, out, optional
     float* scores = nullptr;          // [Hkv, scores_ld] device, out, optional
     std::int64_t scores_ld = 0;
+    MathPath math = MathPath::kAuto;  // the Gram and leverage products (capkv/cuda/math_path.cuh)
   };
 
   // Tokens kept per KV head, as capkv::select resolves the budget.
@@ -54,6 +55,7 @@ struct CapKVSelect {
     double* gram = nullptr;
     double* cholesky_scratch = nullptr;
     float* inverse_factor_t = nullptr;
+    WeightedLeverage::Buffers leverage;
     float* scores = nullptr;
     capkv::device::Threshold* thresholds = nullptr;
   };
@@ -84,6 +86,8 @@ struct CapKVSelect {
     }
     if (basis(a).head_dim() > 256)
       return Status::invalid(basis_name(a), "head_dim above 256 is not supported on the GPU");
+    s = check_math_path(a.math, basis(a));
+    if (!s) return s;
     if (k > 0 && a.indices == nullptr) return Status::invalid("indices", "is null");
     if (a.indices_ld < k) return Status::invalid("indices_ld", "is smaller than the kept count");
     if (a.scores && a.scores_ld < n)
@@ -107,6 +111,7 @@ struct CapKVSelect {
     l.gram = carver.take<double>(static_cast<std::size_t>(hq) * d * d);
     l.cholesky_scratch = InverseCholesky::carve(carver, cholesky_arguments(a, l));
     l.inverse_factor_t = carver.take<float>(static_cast<std::size_t>(hq) * d * d);
+    l.leverage = WeightedLeverage::carve(carver, leverage_arguments(a, l));
     l.scores = carver.take<float>(static_cast<std::size_t>(hkv * n));
     l.thresholds = carver.take<capkv::device::Threshold>(static_cast<std::size_t>(hkv));
     return l;
@@ -137,7 +142,7 @@ struct CapKVSelect {
     if (!s) return s;
     s = InverseCholesky::enqueue(cholesky_arguments(a, l), l.cholesky_scratch, l.flags, stream);
     if (!s) return s;
-    s = WeightedLeverage::enqueue(leverage_arguments(a, l), l.flags, stream);
+    s = WeightedLeverage::enqueue(leverage_arguments(a, l), l.leverage, l.flags, stream);
     if (!s) return s;
     return TopB::enqueue(top_b_arguments(a, l), l.thresholds, l.flags, stream);
   }
@@ -174,6 +179,7 @@ struct CapKVSelect {
     g.eps = a.policy.config.eps;
     g.ridge = a.policy.config.ridge;
     g.gram = l.gram;
+    g.math = a.math;
     return g;
   }
 
@@ -199,6 +205,7 @@ struct CapKVSelect {
     v.reduction = a.gqa;
     v.scores = l.scores;
     v.scores_ld = a.inputs.n_tokens();
+    v.math = a.math;
     return v;
   }
 

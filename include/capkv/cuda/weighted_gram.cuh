@@ -1,8 +1,9 @@
 #pragma once
 
 // WeightedGram: A_h = ridge * I + sum_{i >= begin} (w_hi + eps) u_i u_i^T for every query head of
-// every KV group, fp32 accumulation per token chunk, fp64 sum over chunks
-// (kernels/weighted_gram.cuh).
+// every KV group, fp32 accumulation per token chunk, fp64 sum over chunks: on the tensor cores for
+// fp16/bf16 bases (kernels/weighted_gram_mma.cuh), else on the CUDA cores
+// (kernels/weighted_gram.cuh); both write the same partials and share the reduction.
 
 #include <cuda_runtime.h>
 
@@ -12,7 +13,9 @@
 
 #include "capkv/core/tensor_view.hpp"
 #include "capkv/cuda/launch_support.cuh"
+#include "capkv/cuda/math_path.cuh"
 #include "kernels/weighted_gram.cuh"
+#include "kernels/weighted_gram_mma.cuh"
 
 namespace capkv::cuda {
 
@@ -30,6 +33,7 @@ struct WeightedGram {
     double eps = 1e-6;
     double ridge = 1.0;
     double* gram = nullptr;  // [Hq, d, d] device, out (full, symmetric)
+    MathPath math = MathPath::kAuto;
   };
 
   static const char* basis_name(const Arguments& a) {
@@ -51,7 +55,7 @@ struct WeightedGram {
       return Status::invalid("weights_ld", "is smaller than the token count");
     }
     if (a.gram == nullptr) return Status::invalid("gram", "is null");
-    return Status::success();
+    return check_math_path(a.math, a.basis);
   }
 
   static kernels::GramSplit split(const Arguments& a) {
@@ -89,6 +93,9 @@ struct WeightedGram {
     const std::int64_t d = a.basis.head_dim();
     const std::int64_t hkv = a.basis.n_heads();
     const kernels::GramSplit sp = split(a);
+    bool tensor_cores = false;
+    Status s = resolve_math_path(a.math, a.basis, tensor_cores);
+    if (!s) return s;
     if (sp.splits > 0) {
       kernels::GramParams p;
       p.basis = kernels::device_view(a.basis);
@@ -101,16 +108,22 @@ struct WeightedGram {
       p.partials = partials;
       p.nonfinite_flag = a.basis_tensor == BasisTensor::kValues ? kValuesNotFinite : kKeysNotFinite;
       p.flags = flags;
-      const int padded = kernels::gram_tiles(d) * kernels::gram_tile(d);
-      const std::size_t shared =
-          sizeof(float) *
-          static_cast<std::size_t>(kernels::kGramTokens * (padded + 4) + kernels::kGramTokens);
-      const dim3 grid(static_cast<unsigned>(p.group * kernels::gram_tile_pairs(d)),
-                      static_cast<unsigned>(sp.splits), static_cast<unsigned>(hkv));
-      if (kernels::gram_micro(d) == 4) {
-        kernels::gram_partial_kernel<4><<<grid, kernels::kGramThreads, shared, stream>>>(p);
+      if (tensor_cores) {
+        const dim3 grid(static_cast<unsigned>(p.group * kernels::mma_gram_tile_pairs(d)),
+                        static_cast<unsigned>(sp.splits), static_cast<unsigned>(hkv));
+        kernels::gram_partial_mma_kernel<<<grid, kernels::kMmaGramThreads, 0, stream>>>(p);
       } else {
-        kernels::gram_partial_kernel<8><<<grid, kernels::kGramThreads, shared, stream>>>(p);
+        const int padded = kernels::gram_tiles(d) * kernels::gram_tile(d);
+        const std::size_t shared =
+            sizeof(float) *
+            static_cast<std::size_t>(kernels::kGramTokens * (padded + 4) + kernels::kGramTokens);
+        const dim3 grid(static_cast<unsigned>(p.group * kernels::gram_tile_pairs(d)),
+                        static_cast<unsigned>(sp.splits), static_cast<unsigned>(hkv));
+        if (kernels::gram_micro(d) == 4) {
+          kernels::gram_partial_kernel<4><<<grid, kernels::kGramThreads, shared, stream>>>(p);
+        } else {
+          kernels::gram_partial_kernel<8><<<grid, kernels::kGramThreads, shared, stream>>>(p);
+        }
       }
     }
     kernels::GramReduceParams r;

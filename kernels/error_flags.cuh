@@ -19,6 +19,11 @@ enum ErrorFlag : std::uint32_t {
   kNotPositiveDefinite = 1u << 4,
   kSelectionOutOfRange = 1u << 5,  // a compaction index outside [0, n)
   kInternalError = 1u << 6,        // a kernel's own invariant failed; a bug, please report
+  kSelectionNotAscending = 1u << 7,  // in-place compaction: indices not strictly ascending
+  kOffsetsInvalid = 1u << 8,         // varlen: offsets not ascending from 0 to the total
+  kNoTokenToEvict = 1u << 9,         // H2O decoding: over budget, the recent window holds all
+  kStateInvalid = 1u << 10,          // H2O decoding: a size < 0, or no slot for the new token
+  kAccumulatorsNotFinite = 1u << 11,  // H2O decoding: the state's accumulators hold NaN or Inf
 };
 
 namespace kernels {

@@ -4,8 +4,9 @@
 // capkv::select(H2O, inputs, budget): every prompt query given attends causally over the cache,
 // each token accumulates its attention summed over the group's query heads (kvpress: divided by the
 // queries that see it), and the top-B keeps the heavy hitters plus the recent window
-// (kernels/attention_votes.cuh, then the shared top-B). Decoding-time H2O (capkv::cpu::H2OState)
-// stays on the CPU: it is one attention row per step, bookkeeping rather than a kernel.
+// (kernels/attention_votes.cuh, then the shared top-B). Decoding-time H2O, the counterpart of
+// capkv::cpu::H2OState, is H2OStep (capkv/cuda/h2o_step.cuh): its state starts from this
+// launcher's `scores` compacted with the selection (CompactInPlace).
 // The attention is m x n per query head, so the cost grows with the prompt length squared; like the
 // CPU path this is for prefill lengths where that is affordable.
 

@@ -113,6 +113,13 @@ inline Status status_from_flags(std::uint32_t flags) {
       {kNotPositiveDefinite, "ridge",
        "the capacity matrix is not positive definite; use a positive ridge"},
       {kSelectionOutOfRange, "selection", "holds a token index outside the cache"},
+      {kSelectionNotAscending, "selection",
+       "indices are not strictly ascending within a head (in-place compaction relies on it)"},
+      {kOffsetsInvalid, "offsets", "do not ascend from 0 to the total"},
+      {kStateInvalid, "sizes",
+       "a head's size is negative or leaves no slot for the new token in the cache"},
+      {kAccumulatorsNotFinite, "accumulators", "contain NaN or Inf"},
+      {kNoTokenToEvict, "budget", "the recent window leaves no token to evict"},
       {kInternalError, "internal", "a kernel invariant failed (a bug in capkv)"},
   };
   for (const Entry& e : entries) {

@@ -46,8 +46,15 @@ message(STATUS "capkv: CUDA backend on (nvcc ${CUDAToolkit_VERSION}, "
 
 add_library(capkv_cuda INTERFACE)
 add_library(capkv::cuda ALIAS capkv_cuda)
-# The repository root, so launchers include their kernels as "kernels/<name>.cuh".
-target_include_directories(capkv_cuda INTERFACE $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}>)
+# The repository root, so launchers include their kernels as "kernels/<name>.cuh". Installed, the
+# kernels sit in include/capkv/cuda_kernels/kernels (the top-level CMakeLists.txt installs them) and
+# that folder's parent takes the root's place, so the same include lines work.
+include(GNUInstallDirs)
+set(CAPKV_CUDA_KERNELS_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR}/capkv/cuda_kernels)
+target_include_directories(capkv_cuda INTERFACE $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}>
+                                                $<INSTALL_INTERFACE:${CAPKV_CUDA_KERNELS_INCLUDEDIR}>)
+# Exported as capkv::cuda, the name the build tree's alias has.
+set_target_properties(capkv_cuda PROPERTIES EXPORT_NAME cuda)
 target_compile_features(capkv_cuda INTERFACE cxx_std_20)
 target_link_libraries(capkv_cuda INTERFACE capkv CUDA::cudart CUDA::cublas CUDA::cusolver)
 # CUDA C++20 as a plain flag: CMake 3.25 knows neither cuda_std_20 nor CUDA_STANDARD 20 for nvcc 13,

@@ -92,6 +92,11 @@ struct Scorer<CapKV> {
         candidates.sinks = std::max(candidates.sinks, begin);
         out.values.row(kv) = greedy_logdet_scores(basis.matrix(), weights, candidates,
                                                   budget - protection.count(n), c.eps, c.ridge);
+      } else if (c.uniform_weights) {
+        // Every query head of the group has the same weights, hence the same scores: compute once.
+        const RowMatrixXf shared =
+            weighted_leverage(basis.matrix(), weights.topRows(1), begin, c.eps, c.ridge);
+        out.values.middleRows(kv * g, g) = shared.replicate(g, 1);
       } else {
         out.values.middleRows(kv * g, g) = weighted_leverage(basis.matrix(), weights, begin, c.eps, c.ridge);
       }

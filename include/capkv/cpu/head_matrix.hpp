@@ -30,10 +30,13 @@ class HeadMatrix {
       data_ = storage_.data();
       stride_ = cols_;
     }
-    for (std::int64_t t = 0; t < rows_; ++t) {
-      if (!matrix().row(t).allFinite()) {
-        throw Error(name, "NaN or Inf at token " + std::to_string(first_token + t) + ", head " +
-                              std::to_string(head));
+    // One vectorised pass over the whole head; the row-by-row search only runs to name the token.
+    if (!matrix().allFinite()) {
+      for (std::int64_t t = 0; t < rows_; ++t) {
+        if (!matrix().row(t).allFinite()) {
+          throw Error(name, "NaN or Inf at token " + std::to_string(first_token + t) + ", head " +
+                                std::to_string(head));
+        }
       }
     }
   }

@@ -40,11 +40,24 @@ inline RowMatrixXf weighted_leverage(const ConstRowMap& u, const RowMatrixXf& we
     return std::pair{r0, std::min(kLeverageBlock, n - r0)};
   };
 
-  // Pass 1: per-thread partial Grams, summed at the end.
-  std::vector<Eigen::MatrixXf> grams(static_cast<std::size_t>(g), Eigen::MatrixXf::Zero(d, d));
-#pragma omp parallel
+  // Pass 1: per-thread partial Grams, summed at the end in thread order, so the scores are the
+  // same bits on every run with the same thread count. One block needs no thread team: opening
+  // one costs more than the block on a busy machine.
+#ifdef _OPENMP
+  const int threads = blocks > 1 ? omp_get_max_threads() : 1;
+#else
+  const int threads = 1;
+#endif
+  std::vector<std::vector<Eigen::MatrixXf>> partial(
+      static_cast<std::size_t>(threads),
+      std::vector<Eigen::MatrixXf>(static_cast<std::size_t>(g), Eigen::MatrixXf::Zero(d, d)));
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<Eigen::MatrixXf> local(static_cast<std::size_t>(g), Eigen::MatrixXf::Zero(d, d));
+#ifdef _OPENMP
+    std::vector<Eigen::MatrixXf>& local = partial[static_cast<std::size_t>(omp_get_thread_num())];
+#else
+    std::vector<Eigen::MatrixXf>& local = partial[0];
+#endif
     RowMatrixXf scaled(kLeverageBlock, d);
 #pragma omp for schedule(static)
     for (std::int64_t b = 0; b < blocks; ++b) {
@@ -56,8 +69,10 @@ inline RowMatrixXf weighted_leverage(const ConstRowMap& u, const RowMatrixXf& we
         local[h].noalias() += scaled.topRows(len).transpose() * scaled.topRows(len);
       }
     }
-#pragma omp critical
-    for (std::int64_t h = 0; h < g; ++h) grams[h] += local[h];
+  }
+  std::vector<Eigen::MatrixXf>& grams = partial[0];
+  for (std::size_t t = 1; t < partial.size(); ++t) {
+    for (std::int64_t h = 0; h < g; ++h) grams[h] += partial[t][h];
   }
 
   // L^-1 per head, in double: A >= ridge * I is SPD whenever ridge > 0.
@@ -73,8 +88,8 @@ inline RowMatrixXf weighted_leverage(const ConstRowMap& u, const RowMatrixXf& we
     inverse_factor_t[h] = l_inv.transpose().cast<float>();
   }
 
-  // Pass 2: s = w * ||u L^-T||^2 row by row.
-#pragma omp parallel
+  // Pass 2: s = w * ||u L^-T||^2 row by row (each block's scores are its own: no reduction).
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
     RowMatrixXf projected(kLeverageBlock, d);
 #pragma omp for schedule(static)

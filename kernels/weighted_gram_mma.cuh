@@ -48,7 +48,8 @@ constexpr int mma_gram_tile_pairs(std::int64_t d) {
 }
 
 // Eight consecutive elements (dims c .. c + 7) of one row as fp32; zeros past head_dim. With
-// head_dim a multiple of 16 and c a multiple of 8 the eight are all inside or all outside.
+// head_dim a multiple of 16 and c a multiple of 8 the eight are all inside or all outside. For
+// fp16/bf16 views only (the launchers' tensor_core_shape): an fp32 vector load is four wide.
 __device__ inline void load_eight(const DeviceView& v, std::int64_t token, std::int64_t head, int c,
                                   float* out) {
   if (c >= v.head_dim) {

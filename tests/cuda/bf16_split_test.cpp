@@ -26,7 +26,9 @@ TEST(Bf16Split, RoundingAgreesWithTheLibraryConversionOnEveryExponent) {
   for (int i = 0; i < 1000000; ++i) {
     const float x = dev::bits_float(bits(rng));
     if (!std::isfinite(x)) continue;
-    const float want = capkv::bf16_to_float(capkv::float_to_bf16(x));
+    float want = capkv::bf16_to_float(capkv::float_to_bf16(x));
+    // The one intended difference: past bf16's largest finite value the split truncates to it.
+    if (std::isinf(want)) want = dev::bits_float(dev::float_bits(x) & 0xffff0000u);
     const float got = dev::round_to_bf16(x);
     ASSERT_EQ(dev::float_bits(got), dev::float_bits(want)) << x;
     ++checked;
@@ -39,6 +41,36 @@ TEST(Bf16Split, TiesGoToEven) {
   EXPECT_EQ(dev::round_to_bf16(1.0f + 0x1.0p-8f), 1.0f);
   EXPECT_EQ(dev::round_to_bf16(1.0f + 3 * 0x1.0p-8f), 1.0f + 0x1.0p-6f);
   EXPECT_EQ(dev::round_to_bf16(-(1.0f + 0x1.0p-8f)), -1.0f);
+}
+
+TEST(Bf16Split, TheLargestFloatsStayFinite) {
+  const float top = std::numeric_limits<float>::max();
+  for (float x : {top, -top, 3.3962e38f, -3.3962e38f}) {
+    const dev::Bf16Pair s = dev::split_bf16(x);
+    ASSERT_TRUE(std::isfinite(s.hi) && std::isfinite(s.lo)) << x;
+    ASSERT_TRUE(is_bf16_value(s.hi) && is_bf16_value(s.lo)) << x;
+    EXPECT_LE(std::abs(double(x) - s.hi - s.lo), 0x1.0p-8 * std::abs(double(x))) << x;
+  }
+}
+
+TEST(Bf16Split, ThreeOfFourProductsOfFp16AndFp32StayWithinTheirBound) {
+  // The worst case of the dropped lo x lo term: both low parts close to 2^-8 of their values.
+  std::mt19937_64 rng(3);
+  std::uniform_int_distribution<std::uint32_t> half_bits(0, 0x7bff);  // finite positive fp16
+  std::uniform_int_distribution<std::uint32_t> mantissa(0, 0x7fffff);
+  double worst = 0.0;
+  for (int i = 0; i < 2000000; ++i) {
+    const float b = capkv::half_to_float(static_cast<std::uint16_t>(half_bits(rng)));
+    const float a = dev::bits_float(0x3f800000u | mantissa(rng));  // [1, 2)
+    if (b < 1e-3f) continue;  // stay clear of fp16 subnormals, where b has fewer bits anyway
+    const dev::Bf16Pair sa = dev::split_bf16(a);
+    const dev::Bf16Pair sb = dev::split_bf16(b);
+    const double three = double(sa.hi) * sb.hi + double(sa.hi) * sb.lo + double(sa.lo) * sb.hi;
+    const double exact = double(a) * b;
+    worst = std::max(worst, std::abs(three - exact) / exact);
+    ASSERT_LE(std::abs(three - exact), dev::kBf16ThreeProductError * exact) << a << " * " << b;
+  }
+  EXPECT_GT(worst, dev::kBf16SplitError);  // the dropped term is what dominates
 }
 
 TEST(Bf16Split, NonFiniteValuesPassThrough) {

@@ -129,6 +129,13 @@ struct CapKVSelect {
     if (!s) return s;
     s = check_workspace(workspace, workspace_bytes, workspace_size(a));
     if (!s) return s;
+    // A pinned math path that cannot run here fails now, before any kernel is queued.
+    for (const bool built : {kernel_has_bf16_mma(kernels::gram_partial_mma_kernel),
+                             kernel_has_bf16_mma(kernels::leverage_mma_kernel)}) {
+      bool tensor_cores = false;
+      s = resolve_math_path(a.math, basis(a), built, tensor_cores);
+      if (!s) return s;
+    }
     WorkspaceCarver carver(workspace);
     const Layout l = carve(carver, a);
     s = clear_flags(l.flags, stream);

@@ -100,7 +100,8 @@ struct WeightedLeverage {
     const std::int64_t n = a.basis.n_tokens();
     if (n == 0) return Status::success();
     bool tensor_cores = false;
-    Status s = resolve_math_path(a.math, a.basis, tensor_cores);
+    Status s = resolve_math_path(
+        a.math, a.basis, kernel_has_bf16_mma(kernels::leverage_mma_kernel), tensor_cores);
     if (!s) return s;
     const std::int64_t d = a.basis.head_dim();
     kernels::LeverageParams p;

@@ -35,7 +35,9 @@ inline bool tensor_core_shape(const TensorView& basis) {
          basis.head_dim() % 16 == 0;
 }
 
-// Whether the current device runs bf16 MMA (sm_80+). False when there is no device.
+// Whether the current device runs bf16 MMA (sm_80+). False when there is no device. The launchers
+// also ask whether their tensor-core kernel was compiled for sm_80+ (kernel_has_bf16_mma): a build
+// for an older architecture, JIT-compiled on a newer GPU, carries only the kernel's fallback body.
 inline bool device_has_bf16_mma() {
   int device = 0;
   int major = 0;
@@ -45,6 +47,20 @@ inline bool device_has_bf16_mma() {
     return false;
   }
   return major >= 8;
+}
+
+// Whether `kernel` was compiled from code for sm_80 or newer (its bf16 MMA body, not the fallback).
+template <class Kernel>
+bool kernel_has_bf16_mma(Kernel kernel) {
+  cudaFuncAttributes attributes{};
+  if (cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  // binaryVersion: the SASS that runs; ptxVersion: the architecture the code was compiled for
+  // (what __CUDA_ARCH__ saw), which is what decides the body. 0 is read as "not reported".
+  return attributes.binaryVersion >= 80 &&
+         (attributes.ptxVersion == 0 || attributes.ptxVersion >= 80);
 }
 
 // Shape-only check for can_implement (no device needed): an explicit kTensorCores on a basis the
@@ -57,18 +73,23 @@ inline Status check_math_path(MathPath m, const TensorView& basis) {
   return Status::success();
 }
 
-// The path a launch takes. kTensorCores on a device without bf16 MMA is an error at launch.
-inline Status resolve_math_path(MathPath m, const TensorView& basis, bool& tensor_cores) {
+// The path a launch takes, given whether the tensor-core kernels were built for sm_80+.
+// kTensorCores where they cannot run is an error at launch; kAuto falls back to the CUDA cores.
+inline Status resolve_math_path(MathPath m, const TensorView& basis, bool kernels_have_mma,
+                                bool& tensor_cores) {
   tensor_cores = false;
   if (m == MathPath::kCudaCores) return Status::success();
   const bool shape = tensor_core_shape(basis);
+  const bool runnable = kernels_have_mma && device_has_bf16_mma();
   if (m == MathPath::kAuto) {
-    tensor_cores = shape && device_has_bf16_mma();
+    tensor_cores = shape && runnable;
     return Status::success();
   }
   if (!shape) return check_math_path(m, basis);
-  if (!device_has_bf16_mma())
-    return Status::error(StatusCode::kNotSupported, "math", "tensor cores need sm_80 or newer");
+  if (!runnable) {
+    return Status::error(StatusCode::kNotSupported, "math",
+                         "tensor cores need an sm_80+ GPU and a build for sm_80+");
+  }
   tensor_cores = true;
   return Status::success();
 }

@@ -93,8 +93,10 @@ struct WeightedGram {
     const std::int64_t d = a.basis.head_dim();
     const std::int64_t hkv = a.basis.n_heads();
     const kernels::GramSplit sp = split(a);
+    // Resolved even when there is nothing to sum, so a pinned path that cannot run always fails.
     bool tensor_cores = false;
-    Status s = resolve_math_path(a.math, a.basis, tensor_cores);
+    Status s = resolve_math_path(
+        a.math, a.basis, kernel_has_bf16_mma(kernels::gram_partial_mma_kernel), tensor_cores);
     if (!s) return s;
     if (sp.splits > 0) {
       kernels::GramParams p;

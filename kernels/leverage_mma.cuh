@@ -7,8 +7,8 @@
 // Precision: W is split once per head into bf16 hi + lo (split_factor_kernel, to global memory,
 // where every block reads it through L2); the basis is exact in bf16 for a bf16 cache and splits
 // exactly for an fp16 one. Each product u W = u_hi W_hi + u_hi W_lo (+ u_lo W_hi for fp16), fp32
-// accumulation: at most 2^-16 of each term's magnitude off before the summation, as against
-// 8 bits for a plain bf16 product, which would reorder close scores.
+// accumulation: each term off by at most 2^-17 (bf16) or 3 * 2^-17 (fp16) of its magnitude before
+// the summation, against 2^-8 for a plain bf16 product, which would reorder close scores.
 //
 // Blocking: a block stages 64 tokens of U (all d columns, split bf16) in shared memory once. For
 // each query head of the group its 8 warps compute the 64 x d product in 16 x 16 fragments: warp w

@@ -8,9 +8,9 @@
 // Precision: each operand goes through the two-term bf16 split (capkv/device/bf16_split.hpp). The
 // scaled row a_i = (w_hi + eps) u_i is split into hi + lo; the basis row is exact in bf16 for a bf16
 // cache and splits exactly for an fp16 one. Products: a_hi u_hi + a_lo u_hi (+ a_hi u_lo for
-// fp16), accumulated in fp32 by the MMA: each term is off by at most 2^-16 of its magnitude
-// before the fp32 summation, against 8 bits for a plain bf16 product. Two or three MMAs per
-// product still run several times faster than fp32 on CUDA cores.
+// fp16), accumulated in fp32 by the MMA: each term is off by at most 2^-17 (bf16) or 3 * 2^-17
+// (fp16) of its magnitude before the fp32 summation, against 2^-8 for a plain bf16 product. Two
+// or three MMAs per product still run several times faster than fp32 on CUDA cores.
 //
 // Blocking: grid (g * tile_pairs, splits, Hkv) as the CUDA-core kernel. A block owns one 64 x 64
 // output tile (a pair of 64-wide tiles of the lower half) of one query head and one token chunk;

@@ -139,7 +139,7 @@ struct Row {
   int copies = 1;
   double relevance = 0, gram = 0, cholesky = 0, leverage = 0, top_b = 0, full = 0;  // tensor cores
   double gram_cuda_cores = 0, leverage_cuda_cores = 0, full_cuda_cores = 0;
-  double composed = 0, snapkv = 0, l2norm = 0, compact = 0;
+  double composed = 0, snapkv = 0, l2norm = 0, compact = 0, compact_in_place = 0, h2o_step = 0;
   double floor_bytes = 0, floor_flops = 0;
   double floor() const { return std::max(floor_bytes, floor_flops); }
 };
@@ -311,6 +311,56 @@ Row run_shape(std::int64_t n, const Machine& machine, std::size_t l2_bytes, int 
           "compact");
     });
     cudaFree(out);
+
+    // In place: the kept rows of a copy of K moved to its front (the same indices every call, so
+    // each call is a valid compaction of whatever the buffer holds).
+    auto* cache = device_alloc<__nv_bfloat16>(cache_elems);
+    check(cudaMemcpy(cache, keys[0], cache_elems * sizeof(__nv_bfloat16), cudaMemcpyDeviceToDevice),
+          "copy K");
+    capkv::cuda::CompactInPlace::Arguments in_place;
+    in_place.cache = capkv::MutableTensorView(cache, capkv::DType::kBF16,
+                                              capkv::Layout::kTokensHeadsDim, n, kKvHeads, kHeadDim);
+    in_place.indices = indices;
+    in_place.indices_ld = kept;
+    in_place.kept = kept;
+    const std::size_t in_place_bytes = capkv::cuda::CompactInPlace::workspace_size(in_place);
+    row.compact_in_place = time_ms(iterations, [&](int) {
+      check(capkv::cuda::CompactInPlace::run(in_place, workspace, in_place_bytes, nullptr),
+            "compact in place");
+    });
+    check(capkv::cuda::read_status(workspace, nullptr), "in-place compaction device status");
+    cudaFree(cache);
+  }
+
+  // One H2O decoding step at a full cache of n slots: every call appends into slot n - 1 and evicts
+  // one token, so the state returns to n - 1 tokens per head and the next call is the same work.
+  {
+    auto* accumulators = device_alloc<float>(static_cast<std::size_t>(kKvHeads * n));
+    check(cudaMemset(accumulators, 0, sizeof(float) * kKvHeads * n), "cudaMemset");
+    auto* sizes = device_alloc<std::int32_t>(kKvHeads);
+    auto* evicted = device_alloc<std::int32_t>(kKvHeads);
+    const std::vector<std::int32_t> start(kKvHeads, static_cast<std::int32_t>(n - 1));
+    check(cudaMemcpy(sizes, start.data(), sizeof(std::int32_t) * kKvHeads, cudaMemcpyHostToDevice),
+          "sizes");
+    capkv::cuda::H2OStep::Arguments step;
+    step.budget = n - 1;
+    step.query = capkv::TensorView(queries, capkv::DType::kBF16, capkv::Layout::kTokensHeadsDim, 1,
+                                   kQueryHeads, kHeadDim);
+    step.accumulators = accumulators;
+    step.accumulators_ld = n;
+    step.sizes = sizes;
+    step.evicted = evicted;
+    const std::size_t step_bytes = capkv::cuda::H2OStep::workspace_size(step);
+    auto* step_ws = device_alloc<unsigned char>(step_bytes);
+    row.h2o_step = time_ms(iterations, [&](int i) {
+      step.keys = inputs(i % row.copies).keys;
+      check(capkv::cuda::H2OStep::run(step, step_ws, step_bytes, nullptr), "H2O step");
+    });
+    check(capkv::cuda::read_status(step_ws, nullptr), "H2O step device status");
+    cudaFree(step_ws);
+    cudaFree(evicted);
+    cudaFree(sizes);
+    cudaFree(accumulators);
   }
 
   // The floor: CapKV must read K and V once, and do 2 n d^2 flops per query head (the Gram; the
@@ -334,17 +384,17 @@ std::string table(const std::vector<Row>& rows) {
   char line[640];
   s << "| n | relevance | gram TC (CC) | cholesky | leverage TC (CC) | top-B | **CapKV select** TC "
        "(CC) | composed (cuBLAS+cuSOLVER) | composed / select | floor | select / floor | SnapKV "
-       "select | L2-norm | compact K |\n";
-  s << "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+       "select | L2-norm | compact K | compact K in place | H2O decode step |\n";
+  s << "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& r : rows) {
     std::snprintf(line, sizeof line,
                   "| %lld | %.3f | %.3f (%.3f) | %.3f | %.3f (%.3f) | %.3f | **%.3f** (%.3f) | "
-                  "%.3f | %.1fx | %.3f (%s) | %.1fx | %.3f | %.3f | %.3f |\n",
+                  "%.3f | %.1fx | %.3f (%s) | %.1fx | %.3f | %.3f | %.3f | %.3f | %.3f |\n",
                   static_cast<long long>(r.n), r.relevance, r.gram, r.gram_cuda_cores, r.cholesky,
                   r.leverage, r.leverage_cuda_cores, r.top_b, r.full, r.full_cuda_cores, r.composed,
                   r.composed / r.full, r.floor(),
                   r.floor_flops >= r.floor_bytes ? "flops" : "bytes", r.full / r.floor(),
-                  r.snapkv, r.l2norm, r.compact);
+                  r.snapkv, r.l2norm, r.compact, r.compact_in_place, r.h2o_step);
     s << line;
   }
   return s.str();
@@ -433,11 +483,11 @@ int main(int argc, char** argv) {
         "default for bf16); CC: the fp32 CUDA-core path, timed on the same buffers.\n\n"
      << table(rows) << "\n"
      << "Stages are timed alone on the pipeline's own buffers; \"CapKV select\" is the whole "
-        "`capkv::cuda::CapKVSelect::run`; \"SnapKV select\" is `SnapKVSelect::run` (paper preset) "
-        "on the "
-        "same cache. The composed path is `ComposedCapKVScores` (cuBLAS "
-        "SGEMM, "
-        "cusolverDnDpotrfBatched, cublasDtrsmBatched) followed by the same top-B kernel.\n";
+        "`capkv::cuda::CapKVSelect::run`; \"SnapKV select\" is `SnapKVSelect::run` (paper "
+        "preset) on the same cache. \"H2O decode step\" is one `H2OStep::run` over a full cache "
+        "of n slots (the attention of 32 query heads, the update and one eviction per KV head). "
+        "The composed path is `ComposedCapKVScores` (cuBLAS SGEMM, cusolverDnDpotrfBatched, "
+        "cublasDtrsmBatched) followed by the same top-B kernel.\n";
   if (!results.empty()) {
     FILE* f = std::fopen(results.c_str(), "w");
     if (!f) die("cannot write " + results);

@@ -61,7 +61,8 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAPKV_CUDA=ON \
   || { tail -n 30 "$build/configure.log" >&2; fail "configure failed (full log: $build/configure.log)"; }
 
 step "building the CUDA tests and the timing program ($jobs jobs)"
-cmake --build "$build" -j"$jobs" --target capkv_cuda_tests capkv_device_math_tests capkv_cuda_bench \
+cmake --build "$build" -j"$jobs" --target capkv_cuda_tests capkv_cuda_state_tests \
+  capkv_device_math_tests capkv_cuda_bench \
   || fail "build failed"
 
 if [[ $run_tests -eq 1 ]]; then
@@ -86,22 +87,26 @@ if [[ $run_tests -eq 1 ]] && command -v compute-sanitizer >/dev/null 2>&1; then
   filter+=':*CompactionTest*:*RelevanceTest*n300_d64*:*CapKVSelectTest.AgreesWithTheCpuSelection*n333_d64_g2_m33_f32_htd*'
   filter+=':*SnapKVSelectTest*paper_n129*:*H2OSelectTest*n129*:*ComposedLibraryPath*n333_d64_g2_m33_f32_htd*'
   filter+=':*WeightedGramTest*n70_d80_g2_f16*:*LeverageTest*n129_d80_g2_f16*'  # the tensor-core kernels
+  state_filter='*H2OStepTest*n97_steps40_B17_d128_g4_f16*:*CompactInPlaceTest*bf16*:*CompactInPlaceErrors*'
   for tool in "${sanitizer_tools[@]}"; do
     step "compute-sanitizer --tool $tool (small cases)"
-    log=$build/sanitizer-$tool.log
-    status=0
-    limit=150
-    [[ $tool == racecheck ]] && limit=300
-    timeout "$limit" compute-sanitizer --tool "$tool" --error-exitcode 99 \
-      "$build/tests/cuda/capkv_cuda_tests" --gtest_filter="$filter" --gtest_brief=1 >"$log" 2>&1 || status=$?
-    if [[ $status -eq 124 ]]; then
-      echo "warning: compute-sanitizer $tool ran out of its $limit s; see $log" >&2
-    elif [[ $status -ne 0 ]]; then
-      tail -n 40 "$log" >&2
-      fail "compute-sanitizer $tool found errors (log: $log)"
-    else
-      tail -n 3 "$log"
-    fi
+    for run in "capkv_cuda_tests|$filter" "capkv_cuda_state_tests|$state_filter"; do
+      binary=${run%%|*}
+      log=$build/sanitizer-$tool-$binary.log
+      status=0
+      limit=150
+      [[ $tool == racecheck ]] && limit=300
+      timeout "$limit" compute-sanitizer --tool "$tool" --error-exitcode 99 \
+        "$build/tests/cuda/$binary" --gtest_filter="${run#*|}" --gtest_brief=1 >"$log" 2>&1 || status=$?
+      if [[ $status -eq 124 ]]; then
+        echo "warning: compute-sanitizer $tool ran out of its $limit s on $binary; see $log" >&2
+      elif [[ $status -ne 0 ]]; then
+        tail -n 40 "$log" >&2
+        fail "compute-sanitizer $tool found errors in $binary (log: $log)"
+      else
+        tail -n 3 "$log"
+      fi
+    done
   done
 fi
 

@@ -25,22 +25,11 @@ using capkv::cuda::StatusCode;
 using capkv_cuda_test::DeviceBuffer;
 using capkv_cuda_test::DeviceTensor;
 using capkv_cuda_test::Packing;
+using capkv_cuda_test::fake_device_pointer;
 using capkv_cuda_test::random_tensor;
+using capkv_cuda_test::run_launcher;
 using capkv_cuda_test::StoredTensor;
 namespace state_ref = capkv_cuda_test::state_ref;
-
-template <class Launcher>
-Status run_launcher(const typename Launcher::Arguments& args,
-                    DeviceBuffer<unsigned char>& workspace) {
-  Status s = Launcher::can_implement(args);
-  if (!s) return s;
-  const std::size_t bytes = Launcher::workspace_size(args);
-  workspace.reset(bytes);
-  s = Launcher::run(args, workspace.get(), bytes, nullptr);
-  if (!s) return s;
-  const cudaError_t e = cudaDeviceSynchronize();
-  return e == cudaSuccess ? Status::success() : Status::cuda(e, "cudaDeviceSynchronize");
-}
 
 capkv::MutableTensorView mutable_view(const capkv::TensorView& v) {
   return capkv::MutableTensorView(const_cast<void*>(v.data()), v.dtype(), v.n_tokens(),
@@ -256,11 +245,6 @@ TEST(CompactInPlaceErrors, BadSelectionsAreReportedAndNothingIsWritten) {
 
 // ---------------------------------------------------------------------------------------------
 // Host-side contract, no device needed.
-
-template <class T>
-T* fake_device_pointer() {
-  return reinterpret_cast<T*>(std::uintptr_t{1} << 20);  // never dereferenced on the host
-}
 
 TEST(CompactInPlaceContract, ArgumentsAreCheckedBeforeAnyWork) {
   const capkv::MutableTensorView cache(fake_device_pointer<void>(), DType::kF16,

@@ -9,38 +9,22 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "capkv/cpu/h2o.hpp"
 #include "capkv/device/host_device.hpp"
+#include "thread_team.hpp"
 
 namespace {
 
 namespace dev = capkv::device;
 
-struct ThreadTeam {
-  int r;
-  int n;
-  std::barrier<>* barrier;
-  int rank() const { return r; }
-  int size() const { return n; }
-  void sync() const { barrier->arrive_and_wait(); }
-};
-
-template <class Work>
-void run_team(int workers, Work work) {
-  std::barrier<> barrier(workers);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < workers; ++r)
-    threads.emplace_back([&, r] { work(ThreadTeam{r, workers, &barrier}); });
-  for (auto& t : threads) t.join();
-}
+using capkv_cuda_test::run_team;
+using capkv_cuda_test::ThreadTeam;
 
 TEST(H2OStepMath, SoftmaxPartialsMergeInAnyOrderToTheRowNormaliser) {
   std::mt19937 rng(5);

@@ -31,22 +31,11 @@ using capkv::cuda::StatusCode;
 using capkv_cuda_test::DeviceBuffer;
 using capkv_cuda_test::DeviceTensor;
 using capkv_cuda_test::Packing;
+using capkv_cuda_test::fake_device_pointer;
 using capkv_cuda_test::random_tensor;
+using capkv_cuda_test::run_launcher;
 using capkv_cuda_test::StoredTensor;
 namespace state_ref = capkv_cuda_test::state_ref;
-
-template <class Launcher>
-Status run_launcher(const typename Launcher::Arguments& args,
-                    DeviceBuffer<unsigned char>& workspace) {
-  Status s = Launcher::can_implement(args);
-  if (!s) return s;
-  const std::size_t bytes = Launcher::workspace_size(args);
-  workspace.reset(bytes);
-  s = Launcher::run(args, workspace.get(), bytes, nullptr);
-  if (!s) return s;
-  const cudaError_t e = cudaDeviceSynchronize();
-  return e == cudaSuccess ? Status::success() : Status::cuda(e, "cudaDeviceSynchronize");
-}
 
 struct StepCase {
   std::int64_t n;      // prompt tokens (all of them are prompt queries too)
@@ -372,11 +361,6 @@ TEST(H2OStepErrors, AWindowThatCoversEverySlotFailsOnlyWhenEvicting) {
 
 // ---------------------------------------------------------------------------------------------
 // Host-side contract, no device needed.
-
-template <class T>
-T* fake_device_pointer() {
-  return reinterpret_cast<T*>(std::uintptr_t{1} << 20);  // never dereferenced on the host
-}
 
 capkv::cuda::H2OStep::Arguments valid_arguments() {
   capkv::cuda::H2OStep::Arguments a;

@@ -29,7 +29,9 @@ using capkv::cuda::StatusCode;
 using capkv_cuda_test::DeviceBuffer;
 using capkv_cuda_test::DeviceTensor;
 using capkv_cuda_test::Packing;
+using capkv_cuda_test::fake_device_pointer;
 using capkv_cuda_test::random_tensor;
+using capkv_cuda_test::run_launcher;
 using capkv_cuda_test::StoredTensor;
 namespace ref = capkv_cuda_test::ref;
 
@@ -61,20 +63,6 @@ constexpr double kMmaSumFactor = 2.0;
   } while (0)
 
 const char* dtype_name(DType t) { return capkv::name_of(t).data(); }
-
-// Runs a launcher's run() with a workspace of exactly workspace_size() bytes, then waits.
-template <class Launcher>
-Status run_launcher(const typename Launcher::Arguments& args,
-                    DeviceBuffer<unsigned char>& workspace) {
-  Status s = Launcher::can_implement(args);
-  if (!s) return s;
-  const std::size_t bytes = Launcher::workspace_size(args);
-  workspace.reset(bytes);
-  s = Launcher::run(args, workspace.get(), bytes, nullptr);
-  if (!s) return s;
-  const cudaError_t e = cudaDeviceSynchronize();
-  return e == cudaSuccess ? Status::success() : Status::cuda(e, "cudaDeviceSynchronize");
-}
 
 // ---------------------------------------------------------------------------------------------
 // Skips cleanly without a device: this one test documents the behaviour CI relies on.
@@ -1406,11 +1394,6 @@ INSTANTIATE_TEST_SUITE_P(Cases, H2OSelectTest, ::testing::ValuesIn(h2o_cases()),
 // Host-side contract of every launcher, no device needed: valid arguments pass can_implement,
 // workspace sizes are positive multiples of the carving alignment, and run() refuses a workspace
 // smaller than it asked for without touching anything.
-
-template <class T>
-T* fake_device_pointer() {
-  return reinterpret_cast<T*>(std::uintptr_t{1} << 20);  // never dereferenced on the host
-}
 
 TEST(LauncherContract, ValidArgumentsAreAcceptedAndWorkspacesAreSized) {
   const LayerCase c{257, 128, 4, 40, DType::kBF16, Packing::kTokensHeadsDim, Preset::kDefault,

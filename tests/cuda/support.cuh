@@ -16,6 +16,7 @@
 
 #include "capkv/core/dtype.hpp"
 #include "capkv/core/tensor_view.hpp"
+#include "capkv/cuda/status.cuh"
 
 namespace capkv_cuda_test {
 
@@ -230,6 +231,27 @@ inline StoredTensor random_tensor(std::int64_t n, std::int64_t heads, std::int64
     }
   }
   return t;
+}
+
+// Runs a launcher's run() with a workspace of exactly workspace_size() bytes, then waits.
+template <class Launcher>
+capkv::cuda::Status run_launcher(const typename Launcher::Arguments& args,
+                                 DeviceBuffer<unsigned char>& workspace) {
+  using capkv::cuda::Status;
+  Status s = Launcher::can_implement(args);
+  if (!s) return s;
+  const std::size_t bytes = Launcher::workspace_size(args);
+  workspace.reset(bytes);
+  s = Launcher::run(args, workspace.get(), bytes, nullptr);
+  if (!s) return s;
+  const cudaError_t e = cudaDeviceSynchronize();
+  return e == cudaSuccess ? Status::success() : Status::cuda(e, "cudaDeviceSynchronize");
+}
+
+// A device pointer for host-side argument checks; never dereferenced.
+template <class T>
+T* fake_device_pointer() {
+  return reinterpret_cast<T*>(std::uintptr_t{1} << 20);
 }
 
 }  // namespace capkv_cuda_test

@@ -9,14 +9,14 @@
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <Eigen/LU>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <sstream>
-#include <thread>
 #include <vector>
+
+#include "thread_team.hpp"
 
 namespace {
 
@@ -143,26 +143,8 @@ TEST(TileCholeskyErrors, ReportsTheFirstBadPivotLikeLapack) {
   EXPECT_EQ(capkv::device::cholesky_lower(inf.data(), 1, 1, team), 1);
 }
 
-// A CPU team of real threads meeting at a std::barrier, the closest host analogue of a CUDA block:
-// the workers run the same sweeps concurrently, so a missing barrier or two workers writing one
-// element shows up as a wrong factor (and as a race under ThreadSanitizer).
-struct ThreadTeam {
-  int r;
-  int n;
-  std::barrier<>* barrier;
-  int rank() const { return r; }
-  int size() const { return n; }
-  void sync() const { barrier->arrive_and_wait(); }
-};
-
-template <class Work>
-void run_team(int workers, Work work) {
-  std::barrier<> barrier(workers);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < workers; ++r)
-    threads.emplace_back([&, r] { work(ThreadTeam{r, workers, &barrier}); });
-  for (auto& t : threads) t.join();
-}
+using capkv_cuda_test::run_team;
+using capkv_cuda_test::ThreadTeam;
 
 TEST(TileCholeskyTeams, ThreadedTeamsAgreeWithOneWorker) {
   for (int d : {1, 6, 33, 64}) {

@@ -125,9 +125,7 @@ struct CapKVSelect {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = can_implement(a);
-    if (!s) return s;
-    s = check_workspace(workspace, workspace_bytes, workspace_size(a));
+    Status s = check_run<CapKVSelect>(a, workspace, workspace_bytes);
     if (!s) return s;
     // A pinned math path that cannot run here fails now, before any kernel is queued.
     for (const bool built : {kernel_has_bf16_mma(kernels::gram_partial_mma_kernel),

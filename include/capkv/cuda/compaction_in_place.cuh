@@ -90,9 +90,7 @@ struct CompactInPlace {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = can_implement(a);
-    if (!s) return s;
-    s = check_workspace(workspace, workspace_bytes, workspace_size(a));
+    Status s = check_run<CompactInPlace>(a, workspace, workspace_bytes);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
@@ -136,9 +134,7 @@ struct CompactInPlaceVarlen {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = can_implement(a);
-    if (!s) return s;
-    s = check_workspace(workspace, workspace_bytes, workspace_size(a));
+    Status s = check_run<CompactInPlaceVarlen>(a, workspace, workspace_bytes);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);

@@ -93,9 +93,7 @@ struct H2OSelect {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = can_implement(a);
-    if (!s) return s;
-    s = check_workspace(workspace, workspace_bytes, workspace_size(a));
+    Status s = check_run<H2OSelect>(a, workspace, workspace_bytes);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     const Layout l = carve(carver, a);

@@ -32,6 +32,16 @@ inline Status check_workspace(const void* workspace, std::size_t bytes, std::siz
   return Status::success();
 }
 
+// The checks every launcher's run() starts with, before anything is queued: the arguments, then
+// the workspace against workspace_size(arguments).
+template <class Launcher>
+Status check_run(const typename Launcher::Arguments& a, const void* workspace,
+                 std::size_t workspace_bytes) {
+  Status s = Launcher::can_implement(a);
+  if (!s) return s;
+  return check_workspace(workspace, workspace_bytes, Launcher::workspace_size(a));
+}
+
 inline unsigned ceil_div(std::int64_t a, std::int64_t b) {
   return static_cast<unsigned>((a + b - 1) / b);
 }

@@ -101,9 +101,7 @@ struct SnapKVSelect {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = can_implement(a);
-    if (!s) return s;
-    s = check_workspace(workspace, workspace_bytes, workspace_size(a));
+    Status s = check_run<SnapKVSelect>(a, workspace, workspace_bytes);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     const Layout l = carve(carver, a);

@@ -55,8 +55,9 @@ struct H2OStepParams {
 
 __device__ inline capkv::device::SoftmaxPartial warp_merge_softmax(
     capkv::device::SoftmaxPartial part) {
-  // Butterfly: lane i merges (x_i, x_{i^o}) and lane i^o (x_{i^o}, x_i), the same bits because
-  // merge_softmax is commutative, so every lane ends with one answer.
+  // Butterfly: lane i merges (x_i, x_{i^o}) and lane i^o (x_{i^o}, x_i). Contracted into FMAs the
+  // two orders can differ in the last bit, so lanes may disagree slightly; only lane 0's result
+  // is used.
   for (int o = 16; o > 0; o >>= 1) {
     const capkv::device::SoftmaxPartial other{__shfl_xor_sync(0xffffffffu, part.max, o),
                                               __shfl_xor_sync(0xffffffffu, part.sum, o)};

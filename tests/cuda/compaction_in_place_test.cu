@@ -149,8 +149,9 @@ std::vector<InPlaceCase> in_place_cases() {
                             Packing::kPaddedTokens, Packing::kStridedDim}) {
       cases.push_back({301, 3, 72, 77, dtype, packing});
     }
-    // Rows wider than the 32 KB buffer: moved in column segments.
-    cases.push_back({40, 3, 9000, 13, dtype, Packing::kTokensHeadsDim});
+    // Rows wider than the 32 KB buffer (fp32 and 16-bit): moved in column segments.
+    cases.push_back({40, 3, dtype == DType::kF32 ? 9000 : 17000, 13, dtype,
+                     Packing::kTokensHeadsDim});
     // More chunks than one: 1000 kept rows of 128 (64 fp32 rows or 128 half rows per chunk).
     cases.push_back({2500, 3, 128, 1000, dtype, Packing::kHeadsTokensDim});
   }

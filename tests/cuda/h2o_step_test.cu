@@ -186,6 +186,7 @@ TEST_P(H2OStepTest, FollowsH2OStateStepByStep) {
     args.accumulators_ld = state.ld;
     args.sizes = state.sizes.get();
     args.evicted = state.evicted.get();
+    state.evicted.reset(kKvHeads, 0x7F);  // not -1: a step must write -1 itself
     const Status s = run_launcher<capkv::cuda::H2OStep>(args, workspace);
     ASSERT_TRUE(s.ok()) << s.to_string();
     const Status device = capkv::cuda::read_status(workspace.get(), nullptr);
@@ -244,7 +245,7 @@ std::vector<StepCase> step_cases() {
       for (std::int64_t d : {64, 128}) {
         const std::int64_t budget = budgets[i % 6];
         cases.push_back({97, budget > 97 ? 70 : 40, budget, d, g, dtype, packings[i % 4],
-                         fractions[i % 4], i % 3 == 0 ? 0 : 7});
+                         fractions[(i / 4) % 4], i % 3 == 0 ? 0 : 7});
         ++i;
       }
     }
@@ -253,6 +254,10 @@ std::vector<StepCase> step_cases() {
   for (std::int64_t budget = 1; budget <= 12; ++budget) {
     cases.push_back({12, 15, budget, 64, 2, DType::kF32, Packing::kTokensHeadsDim, 0.5, 0});
   }
+  // Groups over one 8-head chunk of the logits kernel (a partial last chunk), d not a multiple of
+  // 64, and the largest head_dim.
+  cases.push_back({97, 40, 63, 80, 12, DType::kBF16, Packing::kPaddedTokens, 0.3, 7});
+  cases.push_back({97, 40, 17, 256, 9, DType::kF16, Packing::kTokensHeadsDim, 0.5, 0});
   // A long cache: several tiles of the logits kernel, ragged last tile.
   cases.push_back({700, 10, 650, 128, 4, DType::kBF16, Packing::kTokensHeadsDim, 0.5, 5});
   return cases;

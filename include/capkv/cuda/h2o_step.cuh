@@ -78,6 +78,7 @@ struct H2OStep {
     const std::int64_t capacity = a.keys.n_tokens();
     if (capacity < 1) return Status::invalid("keys", "has no slot for the new token");
     if (capacity > 0x7fffffffLL) return Status::invalid("keys", "more than 2^31 - 1 slots");
+    if (a.keys.n_heads() > 65535) return Status::invalid("keys", "more than 65535 KV heads");
     if (a.keys.head_dim() > kernels::kH2OStepMaxDim)
       return Status::invalid("keys", "head_dim above 256 is not supported on the GPU");
     if (a.query.n_tokens() != 1)

@@ -112,10 +112,11 @@ inline Status status_from_flags(std::uint32_t flags) {
       {kScoresNotFinite, "scores", "contain NaN or Inf"},
       {kNotPositiveDefinite, "ridge",
        "the capacity matrix is not positive definite; use a positive ridge"},
+      // Bad offsets first: they misassign indices to heads, which then look unordered too.
+      {kOffsetsInvalid, "offsets", "do not ascend from 0 to the total"},
       {kSelectionOutOfRange, "selection", "holds a token index outside the cache"},
       {kSelectionNotAscending, "selection",
        "indices are not strictly ascending within a head (in-place compaction relies on it)"},
-      {kOffsetsInvalid, "offsets", "do not ascend from 0 to the total"},
       {kStateInvalid, "sizes",
        "a head's size is negative or leaves no slot for the new token in the cache"},
       {kAccumulatorsNotFinite, "accumulators", "contain NaN or Inf"},

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <bit>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -12,6 +13,23 @@ namespace capkv::cpu {
 
 using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstRowMap = Eigen::Map<const RowMatrixXf, 0, Eigen::OuterStride<>>;
+
+// The first of `rows` rows (`cols` floats each, `stride` apart) that holds a NaN or Inf, or -1.
+// An exponent of all ones is Inf or NaN: the bit test vectorises where std::isfinite and Eigen's
+// allFinite do not (this check runs over every cache a policy reads, so it must run at memory
+// speed; see bench/RESULTS.md).
+inline std::int64_t first_nonfinite_row(const float* data, std::int64_t rows, std::int64_t cols,
+                                        std::int64_t stride) {
+  for (std::int64_t t = 0; t < rows; ++t) {
+    const float* row = data + t * stride;
+    std::uint32_t bad = 0;
+    for (std::int64_t i = 0; i < cols; ++i) {
+      bad |= (std::bit_cast<std::uint32_t>(row[i]) & 0x7f800000u) == 0x7f800000u;
+    }
+    if (bad != 0) return t;
+  }
+  return -1;
+}
 
 // One head of a view as an fp32 [tokens, dim] matrix. An fp32 view with unit dim stride is mapped
 // in place (zero copy); anything else is converted once into owned storage. Construction checks
@@ -30,14 +48,10 @@ class HeadMatrix {
       data_ = storage_.data();
       stride_ = cols_;
     }
-    // One vectorised pass over the whole head; the row-by-row search only runs to name the token.
-    if (!matrix().allFinite()) {
-      for (std::int64_t t = 0; t < rows_; ++t) {
-        if (!matrix().row(t).allFinite()) {
-          throw Error(name, "NaN or Inf at token " + std::to_string(first_token + t) + ", head " +
-                                std::to_string(head));
-        }
-      }
+    const std::int64_t bad = first_nonfinite_row(data_, rows_, cols_, stride_);
+    if (bad >= 0) {
+      throw Error(name, "NaN or Inf at token " + std::to_string(first_token + bad) + ", head " +
+                            std::to_string(head));
     }
   }
 

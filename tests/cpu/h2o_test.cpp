@@ -36,8 +36,7 @@ struct Shape {
   LayerShape layer;
 };
 
-// Queries for every prompt token, or only for the last m; one token; GQA groups 1, 3 and 4 (N120G4
-// stacks its 120-row heads two per logits GEMM).
+// Queries for every prompt token, or only for the last m; one token; GQA groups 1, 3 and 4.
 const Shape kShapes[] = {
     {"N80G1", {.n = 80, .kv_heads = 2, .group = 1, .dim = 16}},
     {"N60G3M25", {.n = 60, .kv_heads = 2, .group = 3, .dim = 8, .queries = 25}},

@@ -38,7 +38,7 @@ struct Shape {
 };
 
 // m >= 64 wherever n >= 64, since the kvpress window is 64 queries; a cache shorter than both
-// windows; a single token; a group that does not fill whole logits stacks.
+// windows; a single token; a group of five.
 const Shape kShapes[] = {
     {"N100G1", {.n = 100, .kv_heads = 2, .group = 1, .dim = 16}},
     {"N90G3", {.n = 90, .kv_heads = 2, .group = 3, .dim = 8, .queries = 70}},
@@ -46,7 +46,7 @@ const Shape kShapes[] = {
     {"N20ShortG4", {.n = 20, .kv_heads = 2, .group = 4, .dim = 8}},
     {"N1G3", {.n = 1, .kv_heads = 2, .group = 3, .dim = 8}},
     {"N300G2", {.n = 300, .kv_heads = 2, .group = 2, .dim = 16, .queries = 80}},
-    // Five query heads: the kvpress window (64) stacks 4 per logits GEMM, then 1.
+    // An odd group of five query heads over one KV head.
     {"N150G5", {.n = 150, .kv_heads = 1, .group = 5, .dim = 16, .queries = 64}},
 };
 

@@ -25,14 +25,9 @@ struct Scorer<H2O> {
     Scores out{ScoreMatrix::Zero(in.n_kv_heads(), n), Scores::Granularity::kKvHead};
     for (std::int64_t kv = 0; kv < in.n_kv_heads(); ++kv) {
       const HeadMatrix keys(in.keys, kv, "keys");
-      // The group's queries stacked, a few heads per logits GEMM, summed per query head in head
-      // order as one head at a time would.
-      const std::int64_t stack = heads_per_gemm(m, g);
-      for (std::int64_t j0 = 0; j0 < g; j0 += stack) {
-        const std::int64_t heads = std::min(stack, g - j0);
-        const RowMatrixXf queries = stacked_queries(q, kv * g + j0, heads, 0);
-        const RowMatrixXf p = causal_attention(row_map(queries), keys.matrix(), m);
-        for (std::int64_t j = 0; j < heads; ++j) out.values.row(kv) += p.middleRows(j * m, m).colwise().sum();
+      for (std::int64_t j = 0; j < g; ++j) {
+        const HeadMatrix queries(q, kv * g + j, "queries");
+        out.values.row(kv) += causal_attention(queries.matrix(), keys.matrix()).colwise().sum();
       }
       if (policy.config.normalize_by_exposure) {
         for (std::int64_t i = 0; i < n; ++i) out.values(kv, i) /= static_cast<float>(std::min(m, n - i));

@@ -45,19 +45,14 @@ struct Scorer<SnapKV> {
     const std::int64_t prefix = n - w;
     for (std::int64_t kv = 0; kv < in.n_kv_heads(); ++kv) {
       const HeadMatrix keys(in.keys, kv, "keys");
-      // The group's windows stacked, a few heads per logits GEMM, so K is read once per stack.
-      // (Stacked even with no prefix to score: that is where the window's finiteness is checked.)
-      const std::int64_t stack = heads_per_gemm(w, g);
-      for (std::int64_t j0 = 0; j0 < g; j0 += stack) {
-        const std::int64_t heads = std::min(stack, g - j0);
-        const RowMatrixXf windows = stacked_queries(q, kv * g + j0, heads, q.n_tokens() - w);
+      for (std::int64_t j = 0; j < g; ++j) {
+        const std::int64_t h = kv * g + j;
+        const HeadMatrix window(q, h, "queries", q.n_tokens() - w);
         if (prefix == 0) continue;
-        const RowMatrixXf p = causal_attention(row_map(windows), keys.matrix(), w);
-        for (std::int64_t j = 0; j < heads; ++j) {
-          Eigen::RowVectorXf raw = p.block(j * w, 0, w, prefix).colwise().sum();
-          if (c.aggregation == SnapKV::Aggregation::kMean) raw /= static_cast<float>(w);
-          out.values.row(kv * g + j0 + j).head(prefix) = detail::pool_1d(raw, c.kernel, c.pooling);
-        }
+        const RowMatrixXf p = causal_attention(window.matrix(), keys.matrix());
+        Eigen::RowVectorXf raw = p.leftCols(prefix).colwise().sum();
+        if (c.aggregation == SnapKV::Aggregation::kMean) raw /= static_cast<float>(w);
+        out.values.row(h).head(prefix) = detail::pool_1d(raw, c.kernel, c.pooling);
       }
     }
     return out;

@@ -113,10 +113,9 @@ __device__ inline void move_head(const InPlaceParams& p, std::int64_t head, Word
     idx = p.indices + p.offsets[head];
     count = p.offsets[head + 1] - p.offsets[head];
   }
-  capkv::device::compact_head_in_place(static_cast<Word*>(p.cache), p.strides, head, p.head_dim,
-                                       idx, count, buffer,
-                                       kInPlaceBufferBytes / static_cast<int>(sizeof(Word)),
-                                       BlockTeam{});
+  capkv::device::compact_head_in_place(
+      static_cast<Word*>(p.cache), p.strides, head, p.head_dim, idx, count, buffer,
+      kInPlaceBufferBytes / static_cast<int>(sizeof(Word)), BlockTeam{});
 }
 
 // Grid H, kInPlaceThreads threads.

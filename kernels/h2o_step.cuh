@@ -44,9 +44,9 @@ struct H2OStepParams {
   std::int64_t window = 0;
   float* accumulators = nullptr;  // [Hkv, accumulators_ld], in/out
   std::int64_t accumulators_ld = 0;
-  std::int32_t* sizes = nullptr;    // [Hkv], in/out
-  std::int32_t* evicted = nullptr;  // [Hkv], out
-  float* logits = nullptr;          // workspace [Hq, capacity]
+  std::int32_t* sizes = nullptr;                      // [Hkv], in/out
+  std::int32_t* evicted = nullptr;                    // [Hkv], out
+  float* logits = nullptr;                            // workspace [Hq, capacity]
   capkv::device::SoftmaxPartial* partials = nullptr;  // workspace [Hq, tiles]
   std::int64_t tiles = 0;                             // ceil(capacity / kH2OStepSlots)
   float* updated = nullptr;                           // workspace [Hkv, capacity]
@@ -93,7 +93,8 @@ __global__ void __launch_bounds__(kH2OStepThreads) h2o_step_logits_kernel(H2OSte
 
   bool bad_accumulators = false;
   for (int t = threadIdx.x; t < valid; t += blockDim.x) {
-    if (t0 + t < size) bad_accumulators |= !isfinite(p.accumulators[kv * p.accumulators_ld + t0 + t]);
+    if (t0 + t < size)
+      bad_accumulators |= !isfinite(p.accumulators[kv * p.accumulators_ld + t0 + t]);
   }
   bool bad_keys = false;
   bool bad_query = false;

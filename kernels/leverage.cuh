@@ -44,6 +44,32 @@ inline int leverage_padded_dim(std::int64_t d) {
   return static_cast<int>((d + kLeverageCols - 1) / kLeverageCols * kLeverageCols);
 }
 
+// Folds query head j's score of one token into the group's running value (mean and sum add; the
+// mean divides at the end), in the order j = 0, 1, ... by the token's one owner thread.
+__device__ inline void combine_group_score(GroupReduction reduction, int j, float s,
+                                           float& combined) {
+  if (reduction == GroupReduction::kMax) {
+    combined = j == 0 ? s : fmaxf(combined, s);
+  } else {
+    combined += s;
+  }
+}
+
+// Writes a block's combined scores for tokens [token0, token0 + valid) of KV head kv (0 for the
+// sinks, the group mean divided out) and raises the basis flag if any loaded value was bad.
+// Every thread of the block calls it after the block's last barrier.
+__device__ inline void write_group_scores(const LeverageParams& p, const float* combined,
+                                          std::int64_t kv, std::int64_t token0, int valid,
+                                          bool bad) {
+  for (int r = threadIdx.x; r < valid; r += blockDim.x) {
+    const std::int64_t i = token0 + r;
+    float s = i < p.begin ? 0.0f : combined[r];
+    if (p.reduction == GroupReduction::kMean && i >= p.begin) s /= static_cast<float>(p.group);
+    p.scores[kv * p.scores_ld + i] = s;
+  }
+  if (bad && threadIdx.x == 0) raise_flag(p.flags, p.nonfinite_flag);
+}
+
 // Dynamic shared memory: kLeverageTokens * (padded d + 1) + kLeverageDepth * kLeverageCols +
 // kLeverageTokens floats.
 __global__ void __launch_bounds__(kLeverageThreads) leverage_kernel(LeverageParams p) {
@@ -114,25 +140,14 @@ __global__ void __launch_bounds__(kLeverageThreads) leverage_kernel(LeveragePara
           const std::int64_t i = token0 + row;
           if (row >= valid || i < p.begin) continue;
           const float wi = p.weights ? p.weights[h * p.weights_ld + i] : 1.0f;
-          const float s = wi * row_sq[r];
           // Each row has one owner thread, so the group reduction runs in order j = 0, 1, ...
-          if (p.reduction == GroupReduction::kMax) {
-            combined[row] = j == 0 ? s : fmaxf(combined[row], s);
-          } else {
-            combined[row] += s;
-          }
+          combine_group_score(p.reduction, j, wi * row_sq[r], combined[row]);
         }
       }
     }
   }
   __syncthreads();
-  for (int r = threadIdx.x; r < valid; r += blockDim.x) {
-    const std::int64_t i = token0 + r;
-    float s = i < p.begin ? 0.0f : combined[r];
-    if (p.reduction == GroupReduction::kMean && i >= p.begin) s /= static_cast<float>(p.group);
-    p.scores[kv * p.scores_ld + i] = s;
-  }
-  if (bad && threadIdx.x == 0) raise_flag(p.flags, p.nonfinite_flag);
+  write_group_scores(p, combined, kv, token0, valid, bad);
 }
 
 }  // namespace capkv::cuda::kernels

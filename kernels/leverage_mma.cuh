@@ -44,8 +44,8 @@ constexpr int mma_leverage_ld(std::int64_t d) { return static_cast<int>(d) + 8; 
 // fp32 scratch per warp, the two row-band partial sums and the combined scores.
 constexpr std::size_t mma_leverage_shared_bytes(std::int64_t d, bool basis_lo) {
   const std::size_t tile = static_cast<std::size_t>(kMmaLeverageTokens) * mma_leverage_ld(d) * 2;
-  return tile * (basis_lo ? 2 : 1) + sizeof(float) * (8 * 256 + 2 * kMmaLeverageTokens +
-                                                      kMmaLeverageTokens);
+  return tile * (basis_lo ? 2 : 1) +
+         sizeof(float) * (8 * 256 + 2 * kMmaLeverageTokens + kMmaLeverageTokens);
 }
 
 struct SplitFactorParams {
@@ -65,7 +65,7 @@ __global__ void split_factor_kernel(SplitFactorParams p) {
 }
 
 struct LeverageMmaParams {
-  LeverageParams base;                     // basis, weights, group, begin, reduction, scores, flags
+  LeverageParams base;  // basis, weights, group, begin, reduction, scores, flags
   const __nv_bfloat16* factor_hi = nullptr;  // [Hq, d, d] split of W = L^-T, row-major
   const __nv_bfloat16* factor_lo = nullptr;
 };
@@ -131,7 +131,8 @@ __global__ void __launch_bounds__(kMmaLeverageThreads) leverage_mma_kernel(Lever
         for (int kb = 0; kb <= cb; ++kb) {  // W's blocks below the diagonal block are zero
           wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fu;
           wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fw;
-          const std::int64_t w_at = factor_offset + static_cast<std::int64_t>(16 * kb) * d + 16 * cb;
+          const std::int64_t w_at =
+              factor_offset + static_cast<std::int64_t>(16 * kb) * d + 16 * cb;
           wmma::load_matrix_sync(fu, u_hi + 16 * row_band * ld + 16 * kb, ld);
           wmma::load_matrix_sync(fw, mp.factor_hi + w_at, d);
           wmma::mma_sync(acc, fu, fw, acc);
@@ -146,7 +147,8 @@ __global__ void __launch_bounds__(kMmaLeverageThreads) leverage_mma_kernel(Lever
         wmma::store_matrix_sync(my_scratch, acc, 16, wmma::mem_row_major);
         __syncwarp();
         if (lane < 16) {
-          for (int c = 0; c < 16; ++c) row_sq = fmaf(my_scratch[lane * 16 + c], my_scratch[lane * 16 + c], row_sq);
+          const float* y = my_scratch + lane * 16;
+          for (int c = 0; c < 16; ++c) row_sq = fmaf(y[c], y[c], row_sq);
         }
         __syncwarp();  // the scratch is read before the next fragment overwrites it
       }
@@ -156,24 +158,14 @@ __global__ void __launch_bounds__(kMmaLeverageThreads) leverage_mma_kernel(Lever
         const std::int64_t i = token0 + row;
         if (row >= valid || i < p.begin) continue;
         const float wi = p.weights ? p.weights[h * p.weights_ld + i] : 1.0f;
-        const float s = wi * (band[row] + band[kMmaLeverageTokens + row]);
-        if (p.reduction == GroupReduction::kMax) {
-          combined[row] = j == 0 ? s : fmaxf(combined[row], s);
-        } else {
-          combined[row] += s;
-        }
+        combine_group_score(p.reduction, j, wi * (band[row] + band[kMmaLeverageTokens + row]),
+                            combined[row]);
       }
       __syncthreads();  // band is read before the next head overwrites it
     }
   }
   __syncthreads();
-  for (int r = threadIdx.x; r < valid; r += blockDim.x) {
-    const std::int64_t i = token0 + r;
-    float s = i < p.begin ? 0.0f : combined[r];
-    if (p.reduction == GroupReduction::kMean && i >= p.begin) s /= static_cast<float>(p.group);
-    p.scores[kv * p.scores_ld + i] = s;
-  }
-  if (bad && threadIdx.x == 0) raise_flag(p.flags, p.nonfinite_flag);
+  write_group_scores(p, combined, kv, token0, valid, bad);
 #else
   if (threadIdx.x == 0) raise_flag(mp.base.flags, kInternalError);
 #endif

@@ -6,8 +6,8 @@
 // in the same partials layout, so gram_reduce_kernel finishes both paths identically.
 //
 // Precision: each operand goes through the two-term bf16 split (capkv/device/bf16_split.hpp). The
-// scaled row a_i = (w_hi + eps) u_i is split into hi + lo; the basis row is exact in bf16 for a bf16
-// cache and splits exactly for an fp16 one. Products: a_hi u_hi + a_lo u_hi (+ a_hi u_lo for
+// scaled row a_i = (w_hi + eps) u_i is split into hi + lo; the basis row is exact in bf16 for a
+// bf16 cache and splits exactly for an fp16 one. Products: a_hi u_hi + a_lo u_hi (+ a_hi u_lo for
 // fp16), accumulated in fp32 by the MMA: each term is off by at most 2^-17 (bf16) or 3 * 2^-17
 // (fp16) of its magnitude before the fp32 summation, against 2^-8 for a plain bf16 product. Two
 // or three MMAs per product still run several times faster than fp32 on CUDA cores.
@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(kMmaGramThreads) gram_partial_mma_kernel(GramP
   const bool basis_lo = p.basis.dtype == DType::kF16;
 
   const int warp = threadIdx.x / 32;
-  const int frag_row = warp / 2;       // 16-row block of the 64 x 64 tile
+  const int frag_row = warp / 2;         // 16-row block of the 64 x 64 tile
   const int frag_col0 = 2 * (warp % 2);  // and two 16-column blocks
   // A fragment is needed when it is inside head_dim and, on a diagonal tile, not above it.
   bool active[2];

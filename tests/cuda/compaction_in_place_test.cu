@@ -24,16 +24,16 @@ using capkv::cuda::Status;
 using capkv::cuda::StatusCode;
 using capkv_cuda_test::DeviceBuffer;
 using capkv_cuda_test::DeviceTensor;
-using capkv_cuda_test::Packing;
 using capkv_cuda_test::fake_device_pointer;
+using capkv_cuda_test::Packing;
 using capkv_cuda_test::random_tensor;
 using capkv_cuda_test::run_launcher;
 using capkv_cuda_test::StoredTensor;
 namespace state_ref = capkv_cuda_test::state_ref;
 
 capkv::MutableTensorView mutable_view(const capkv::TensorView& v) {
-  return capkv::MutableTensorView(const_cast<void*>(v.data()), v.dtype(), v.n_tokens(),
-                                  v.n_heads(), v.head_dim(), v.strides())
+  return capkv::MutableTensorView(const_cast<void*>(v.data()), v.dtype(), v.n_tokens(), v.n_heads(),
+                                  v.head_dim(), v.strides())
       .with_extent(*v.extent());
 }
 
@@ -150,8 +150,8 @@ std::vector<InPlaceCase> in_place_cases() {
       cases.push_back({301, 3, 72, 77, dtype, packing});
     }
     // Rows wider than the 32 KB buffer (fp32 and 16-bit): moved in column segments.
-    cases.push_back({40, 3, dtype == DType::kF32 ? 9000 : 17000, 13, dtype,
-                     Packing::kTokensHeadsDim});
+    cases.push_back(
+        {40, 3, dtype == DType::kF32 ? 9000 : 17000, 13, dtype, Packing::kTokensHeadsDim});
     // More chunks than one: 1000 kept rows of 128 (64 fp32 rows or 128 half rows per chunk).
     cases.push_back({2500, 3, 128, 1000, dtype, Packing::kHeadsTokensDim});
   }

@@ -4,8 +4,9 @@
 // sizes too, and the accumulators within the fp32 error. H2OState sums in double and the GPU in
 // float, so a near tie may legitimately be broken differently; the test then proves it was a near
 // tie (within the tolerance) and ends that run with a note (the CPU tests of the shared
-// bookkeeping, h2o_step_math_test.cpp, bound how often that happens). Bad input leaves the whole state untouched. Each device test skips without a
-// GPU; the contract tests at the end run anywhere.
+// bookkeeping, h2o_step_math_test.cpp, bound how often that happens). Bad input leaves the whole
+// state untouched. Each device test skips without a GPU; the contract tests at the end run
+// anywhere.
 
 #include <gtest/gtest.h>
 
@@ -30,8 +31,8 @@ using capkv::cuda::Status;
 using capkv::cuda::StatusCode;
 using capkv_cuda_test::DeviceBuffer;
 using capkv_cuda_test::DeviceTensor;
-using capkv_cuda_test::Packing;
 using capkv_cuda_test::fake_device_pointer;
+using capkv_cuda_test::Packing;
 using capkv_cuda_test::random_tensor;
 using capkv_cuda_test::run_launcher;
 using capkv_cuda_test::StoredTensor;
@@ -68,8 +69,8 @@ struct Tokens {
   explicit Tokens(const StepCase& c)
       : keys(random_tensor(c.n + c.steps, kKvHeads, c.d, c.dtype, Packing::kTokensHeadsDim,
                            101 + c.n + c.budget)),
-        queries(random_tensor(c.n + c.steps, kKvHeads * c.g, c.d, c.dtype,
-                              Packing::kTokensHeadsDim, 202 + c.d + c.g, 1.5f)) {}
+        queries(random_tensor(c.n + c.steps, kKvHeads * c.g, c.d, c.dtype, Packing::kTokensHeadsDim,
+                              202 + c.d + c.g, 1.5f)) {}
 
   capkv::LayerInputs prompt(std::int64_t n) const {
     capkv::LayerInputs in;
@@ -90,7 +91,9 @@ struct DeviceState {
   DeviceBuffer<std::int32_t> evicted;
 
   DeviceState(const state_ref::H2OReference& ref, std::int64_t capacity)
-      : ld(capacity + 3), sizes(kKvHeads), accumulators(static_cast<std::size_t>(kKvHeads * ld)),
+      : ld(capacity + 3),
+        sizes(kKvHeads),
+        accumulators(static_cast<std::size_t>(kKvHeads * ld)),
         evicted(kKvHeads) {
     std::vector<float> acc(static_cast<std::size_t>(kKvHeads * ld),
                            std::numeric_limits<float>::quiet_NaN());
@@ -114,7 +117,8 @@ StoredTensor step_cache(const Tokens& tokens, const state_ref::H2OReference& ref
     std::vector<std::int64_t> pos = ref.positions(h);
     pos.push_back(t);
     for (std::size_t s = 0; s < pos.size(); ++s) {
-      for (std::int64_t c = 0; c < d; ++c) cache.set(static_cast<std::int64_t>(s), h, c, tokens.keys.value(pos[s], h, c));
+      for (std::int64_t c = 0; c < d; ++c)
+        cache.set(static_cast<std::int64_t>(s), h, c, tokens.keys.value(pos[s], h, c));
     }
   }
   return cache;
@@ -155,7 +159,9 @@ std::vector<float> attention_rows(const StoredTensor& cache, const StoredTensor&
   return out;
 }
 
-double tolerance(double want, std::int64_t g) { return 2e-5 * static_cast<double>(g) * (1.0 + std::abs(want)); }
+double tolerance(double want, std::int64_t g) {
+  return 2e-5 * static_cast<double>(g) * (1.0 + std::abs(want));
+}
 
 class H2OStepTest : public ::testing::TestWithParam<StepCase> {};
 
@@ -199,7 +205,8 @@ TEST_P(H2OStepTest, FollowsH2OStateStepByStep) {
       before[h] = ref.accumulators(h);
       before[h].push_back(0.0);
       for (std::int64_t j = 0; j < c.g; ++j) {
-        for (std::int64_t x = 0; x <= size; ++x) before[h][x] += attention[(h * c.g + j) * (size + 1) + x];
+        for (std::int64_t x = 0; x <= size; ++x)
+          before[h][x] += attention[(h * c.g + j) * (size + 1) + x];
       }
     }
     const std::vector<std::int64_t> want = ref.observe(attention, hq, size + 1);
@@ -208,9 +215,10 @@ TEST_P(H2OStepTest, FollowsH2OStateStepByStep) {
     const std::vector<float> acc = state.accumulators.download();
     for (std::int64_t h = 0; h < kKvHeads; ++h) {
       if (got[h] != want[h]) {
-        ASSERT_TRUE(got[h] >= 0 && want[h] >= 0)
-            << "step " << step << " head " << h << ": evicted " << got[h] << ", H2OState " << want[h];
-        ASSERT_LE(std::abs(before[h][got[h]] - before[h][want[h]]), tolerance(before[h][want[h]], c.g))
+        ASSERT_TRUE(got[h] >= 0 && want[h] >= 0) << "step " << step << " head " << h << ": evicted "
+                                                 << got[h] << ", H2OState " << want[h];
+        ASSERT_LE(std::abs(before[h][got[h]] - before[h][want[h]]),
+                  tolerance(before[h][want[h]], c.g))
             << "step " << step << " head " << h << ": evicted " << got[h] << ", H2OState "
             << want[h] << " is not a near tie";
         std::printf("note: a near tie at step %lld ended the comparison (%lld steps compared)\n",
@@ -225,7 +233,8 @@ TEST_P(H2OStepTest, FollowsH2OStateStepByStep) {
             << " vs " << cpu[x];
       }
       // The columns past the capacity are the caller's: still the NaN they were uploaded as.
-      for (std::int64_t x = capacity; x < state.ld; ++x) ASSERT_TRUE(std::isnan(acc[h * state.ld + x]));
+      for (std::int64_t x = capacity; x < state.ld; ++x)
+        ASSERT_TRUE(std::isnan(acc[h * state.ld + x]));
       evictions += got[h] >= 0;
     }
     ++compared;
@@ -405,11 +414,33 @@ TEST(H2OStepContract, RefusedArgumentsNameTheArgument) {
       {"policy", [](auto& a) { a.policy.config.recent_fraction = std::nan(""); }},
       {"policy", [](auto& a) { a.policy.config.recent_fraction = -0.5; }},
       {"budget", [](auto& a) { a.budget = 0; }},
-      {"keys", [](auto& a) { a.keys = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16, capkv::Layout::kTokensHeadsDim, 0, 8, 128); }},
-      {"keys", [](auto& a) { a.keys = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16, capkv::Layout::kTokensHeadsDim, 101, 8, 320); a.query = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16, capkv::Layout::kTokensHeadsDim, 1, 32, 320); }},
-      {"query", [](auto& a) { a.query = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16, capkv::Layout::kTokensHeadsDim, 2, 32, 128); }},
-      {"query", [](auto& a) { a.query = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16, capkv::Layout::kTokensHeadsDim, 1, 12, 128); }},
-      {"query", [](auto& a) { a.query = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16, capkv::Layout::kTokensHeadsDim, 1, 32, 64); }},
+      {"keys",
+       [](auto& a) {
+         a.keys = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16,
+                                    capkv::Layout::kTokensHeadsDim, 0, 8, 128);
+       }},
+      {"keys",
+       [](auto& a) {
+         a.keys = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16,
+                                    capkv::Layout::kTokensHeadsDim, 101, 8, 320);
+         a.query = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16,
+                                     capkv::Layout::kTokensHeadsDim, 1, 32, 320);
+       }},
+      {"query",
+       [](auto& a) {
+         a.query = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16,
+                                     capkv::Layout::kTokensHeadsDim, 2, 32, 128);
+       }},
+      {"query",
+       [](auto& a) {
+         a.query = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16,
+                                     capkv::Layout::kTokensHeadsDim, 1, 12, 128);
+       }},
+      {"query",
+       [](auto& a) {
+         a.query = capkv::TensorView(fake_device_pointer<void>(), DType::kBF16,
+                                     capkv::Layout::kTokensHeadsDim, 1, 32, 64);
+       }},
       {"accumulators", [](auto& a) { a.accumulators = nullptr; }},
       {"accumulators_ld", [](auto& a) { a.accumulators_ld = 100; }},
       {"sizes", [](auto& a) { a.sizes = nullptr; }},

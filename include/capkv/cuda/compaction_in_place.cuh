@@ -49,9 +49,8 @@ inline kernels::InPlaceParams in_place_params(const MutableTensorView& cache,
 }
 
 inline Status enqueue_in_place(const kernels::InPlaceParams& p, cudaStream_t stream) {
-  const unsigned validate_blocks =
-      std::clamp<unsigned>(ceil_div(std::max(p.total, p.n_heads + 1), kernels::kInPlaceThreads),
-                           1u, 1024u);
+  const unsigned validate_blocks = std::clamp<unsigned>(
+      ceil_div(std::max(p.total, p.n_heads + 1), kernels::kInPlaceThreads), 1u, 1024u);
   kernels::in_place_validate_kernel<<<validate_blocks, kernels::kInPlaceThreads, 0, stream>>>(p);
   Status s = launch_status("in_place_validate_kernel");
   if (!s) return s;

@@ -69,12 +69,14 @@ struct H2OStep {
     });
     if (!s) return s;
     if (a.policy.config.normalize_by_exposure) {
-      return Status::invalid("policy", "the kvpress ObservedAttention preset scores the prefill only");
+      return Status::invalid("policy",
+                             "the kvpress ObservedAttention preset scores the prefill only");
     }
     if (!std::isfinite(a.policy.config.recent_fraction) || a.policy.config.recent_fraction < 0.0) {
       return Status::invalid("policy", "recent_fraction must be a finite number >= 0");
     }
-    if (a.budget < 1) return Status::invalid("budget", "H2O decoding needs room for at least one token");
+    if (a.budget < 1)
+      return Status::invalid("budget", "H2O decoding needs room for at least one token");
     const std::int64_t capacity = a.keys.n_tokens();
     if (capacity < 1) return Status::invalid("keys", "has no slot for the new token");
     if (capacity > 0x7fffffffLL) return Status::invalid("keys", "more than 2^31 - 1 slots");
@@ -117,7 +119,8 @@ struct H2OStep {
     Layout l;
     l.flags = take_flags(carver);
     l.logits = carver.take<float>(hq * capacity);
-    l.partials = carver.take<capkv::device::SoftmaxPartial>(hq * static_cast<std::size_t>(tiles(a)));
+    l.partials =
+        carver.take<capkv::device::SoftmaxPartial>(hq * static_cast<std::size_t>(tiles(a)));
     l.updated = carver.take<float>(static_cast<std::size_t>(a.keys.n_heads()) * capacity);
     return l;
   }

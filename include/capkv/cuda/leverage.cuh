@@ -67,8 +67,8 @@ struct WeightedLeverage {
   static Buffers carve(WorkspaceCarver& carver, const Arguments& a) {
     Buffers b;
     if (a.math == MathPath::kCudaCores || !tensor_core_shape(a.basis)) return b;
-    const auto count = static_cast<std::size_t>(a.n_query_heads * a.basis.head_dim() *
-                                                a.basis.head_dim());
+    const auto count =
+        static_cast<std::size_t>(a.n_query_heads * a.basis.head_dim() * a.basis.head_dim());
     b.factor_hi = carver.take<__nv_bfloat16>(count);
     b.factor_lo = carver.take<__nv_bfloat16>(count);
     return b;
@@ -98,8 +98,8 @@ struct WeightedLeverage {
     const std::int64_t n = a.basis.n_tokens();
     if (n == 0) return Status::success();
     bool tensor_cores = false;
-    Status s = resolve_math_path(
-        a.math, a.basis, kernel_has_bf16_mma(kernels::leverage_mma_kernel), tensor_cores);
+    Status s = resolve_math_path(a.math, a.basis, kernel_has_bf16_mma(kernels::leverage_mma_kernel),
+                                 tensor_cores);
     if (!s) return s;
     const std::int64_t d = a.basis.head_dim();
     kernels::LeverageParams p;

@@ -68,8 +68,8 @@ bool kernel_has_bf16_mma(Kernel kernel) {
 // tensor-core kernels cannot take. Workspaces are sized from the shape alone for the same reason.
 inline Status check_math_path(MathPath m, const TensorView& basis) {
   if (m == MathPath::kTensorCores && !tensor_core_shape(basis)) {
-    return Status::invalid("math",
-                           "tensor cores need an fp16 or bf16 basis with head_dim a multiple of 16");
+    return Status::invalid(
+        "math", "tensor cores need an fp16 or bf16 basis with head_dim a multiple of 16");
   }
   return Status::success();
 }

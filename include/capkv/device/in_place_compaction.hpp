@@ -30,7 +30,8 @@ struct ElementStrides {
 
 // The first slot whose row must move: the length of the prefix with idx[k] == k. Binary search,
 // valid because that prefix property holds for strictly ascending non-negative indices.
-CAPKV_HOST_DEVICE inline std::int64_t first_moved_slot(const std::int32_t* idx, std::int64_t count) {
+CAPKV_HOST_DEVICE inline std::int64_t first_moved_slot(const std::int32_t* idx,
+                                                       std::int64_t count) {
   std::int64_t lo = 0;
   std::int64_t hi = count;
   while (lo < hi) {

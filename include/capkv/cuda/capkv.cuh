@@ -215,19 +215,7 @@ struct CapKVSelect {
   }
 
   static TopB::Arguments top_b_arguments(const Arguments& a, const Layout& l) {
-    TopB::Arguments t;
-    t.scores = l.scores;
-    t.scores_ld = a.inputs.n_tokens();
-    t.heads = a.inputs.n_kv_heads();
-    t.n_tokens = a.inputs.n_tokens();
-    t.budget = kept(a);
-    t.protection = a.policy.protection(t.n_tokens, t.budget);
-    t.indices = a.indices;
-    t.indices_ld = a.indices_ld;
-    t.offsets = a.offsets;
-    t.scores_out = a.scores;
-    t.scores_out_ld = a.scores_ld;
-    return t;
+    return selection_top_b(a, l.scores, kept(a));
   }
 };
 

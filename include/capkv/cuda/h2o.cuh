@@ -122,19 +122,7 @@ struct H2OSelect {
     s = launch_status("h2o_combine_kernel");
     if (!s) return s;
 
-    TopB::Arguments t;
-    t.scores = l.scores;
-    t.scores_ld = n;
-    t.heads = hkv;
-    t.n_tokens = n;
-    t.budget = kept(a);
-    t.protection = a.policy.protection(n, t.budget);
-    t.indices = a.indices;
-    t.indices_ld = a.indices_ld;
-    t.offsets = a.offsets;
-    t.scores_out = a.scores;
-    t.scores_out_ld = a.scores_ld;
-    return TopB::enqueue(t, l.thresholds, l.flags, stream);
+    return TopB::enqueue(selection_top_b(a, l.scores, kept(a)), l.thresholds, l.flags, stream);
   }
 };
 

@@ -107,4 +107,25 @@ struct TopB {
   }
 };
 
+// The last stage of a policy's whole selection (CapKVSelect, SnapKVSelect, H2OSelect): top-B of its
+// per-KV-head scores [Hkv, n] (in the workspace), with the policy's protection and the caller's
+// outputs from the policy launcher's Arguments (indices, indices_ld, offsets, scores, scores_ld).
+template <class SelectArguments>
+TopB::Arguments selection_top_b(const SelectArguments& a, const float* scores,
+                                std::int64_t budget) {
+  TopB::Arguments t;
+  t.scores = scores;
+  t.scores_ld = a.inputs.n_tokens();
+  t.heads = a.inputs.n_kv_heads();
+  t.n_tokens = a.inputs.n_tokens();
+  t.budget = budget;
+  t.protection = a.policy.protection(t.n_tokens, budget);
+  t.indices = a.indices;
+  t.indices_ld = a.indices_ld;
+  t.offsets = a.offsets;
+  t.scores_out = a.scores;
+  t.scores_out_ld = a.scores_ld;
+  return t;
+}
+
 }  // namespace capkv::cuda

@@ -125,7 +125,7 @@ struct CapKVSelect {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<CapKVSelect>(a, workspace, workspace_bytes);
+    Status s = start_run<CapKVSelect>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     // A pinned math path that cannot run here fails now, before any kernel is queued.
     for (const bool built : {kernel_has_bf16_mma(kernels::gram_partial_mma_kernel),
@@ -136,8 +136,6 @@ struct CapKVSelect {
     }
     WorkspaceCarver carver(workspace);
     const Layout l = carve(carver, a);
-    s = clear_flags(l.flags, stream);
-    if (!s) return s;
     if (!a.policy.config.uniform_weights) {
       s = RelevanceWeights::enqueue(relevance_arguments(a, l.weights), l.relevance, l.flags,
                                     stream);

@@ -48,12 +48,10 @@ struct Compact {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<Compact>(a, workspace, workspace_bytes);
+    Status s = start_run<Compact>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
-    s = clear_flags(flags, stream);
-    if (!s) return s;
     const std::int64_t rows = a.out.n_tokens() * a.out.n_heads();
     if (rows == 0) return Status::success();
     kernels::CompactParams p;
@@ -108,12 +106,10 @@ struct CompactVarlen {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<CompactVarlen>(a, workspace, workspace_bytes);
+    Status s = start_run<CompactVarlen>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
-    s = clear_flags(flags, stream);
-    if (!s) return s;
     if (a.total == 0) return Status::success();
     kernels::CompactParams p;
     p.source = kernels::device_view(a.source);

@@ -89,12 +89,10 @@ struct CompactInPlace {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<CompactInPlace>(a, workspace, workspace_bytes);
+    Status s = start_run<CompactInPlace>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
-    s = clear_flags(flags, stream);
-    if (!s) return s;
     if (a.kept == 0) return Status::success();
     kernels::InPlaceParams p = detail::in_place_params(a.cache, flags);
     p.indices = a.indices;
@@ -133,12 +131,10 @@ struct CompactInPlaceVarlen {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<CompactInPlaceVarlen>(a, workspace, workspace_bytes);
+    Status s = start_run<CompactInPlaceVarlen>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
-    s = clear_flags(flags, stream);
-    if (!s) return s;
     // Even with nothing kept the offsets are checked, as they would be with something kept.
     kernels::InPlaceParams p = detail::in_place_params(a.cache, flags);
     p.indices = a.indices;

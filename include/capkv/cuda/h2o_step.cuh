@@ -133,12 +133,10 @@ struct H2OStep {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<H2OStep>(a, workspace, workspace_bytes);
+    Status s = start_run<H2OStep>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     const Layout l = carve(carver, a);
-    s = clear_flags(l.flags, stream);
-    if (!s) return s;
     kernels::H2OStepParams p;
     p.keys = kernels::device_view(a.keys);
     p.query = kernels::device_view(a.query);

@@ -41,12 +41,10 @@ struct KeyScores {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<KeyScores>(a, workspace, workspace_bytes);
+    Status s = start_run<KeyScores>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
-    s = clear_flags(flags, stream);
-    if (!s) return s;
     return enqueue(a, flags, stream);
   }
 

@@ -32,14 +32,24 @@ inline Status check_workspace(const void* workspace, std::size_t bytes, std::siz
   return Status::success();
 }
 
-// The checks every launcher's run() starts with, before anything is queued: the arguments, then
-// the workspace against workspace_size(arguments).
+// Zeroes a launcher's error word (start_run does it for every launcher).
+inline Status clear_flags(std::uint32_t* flags, cudaStream_t stream) {
+  const cudaError_t e = cudaMemsetAsync(flags, 0, sizeof *flags, stream);
+  return e == cudaSuccess ? Status::success() : Status::cuda(e, "cudaMemsetAsync");
+}
+
+// What every launcher's run() starts with, before its own kernels: the arguments, then the
+// workspace against workspace_size(arguments), then the error word at the workspace's start
+// (where every launcher carves it) cleared on the stream.
 template <class Launcher>
-Status check_run(const typename Launcher::Arguments& a, const void* workspace,
-                 std::size_t workspace_bytes) {
+Status start_run(const typename Launcher::Arguments& a, void* workspace,
+                 std::size_t workspace_bytes, cudaStream_t stream) {
   Status s = Launcher::can_implement(a);
   if (!s) return s;
-  return check_workspace(workspace, workspace_bytes, Launcher::workspace_size(a));
+  s = check_workspace(workspace, workspace_bytes, Launcher::workspace_size(a));
+  if (!s) return s;
+  WorkspaceCarver carver(workspace);
+  return clear_flags(take_flags(carver), stream);
 }
 
 inline unsigned ceil_div(std::int64_t a, std::int64_t b) {
@@ -66,16 +76,6 @@ Status allow_shared_memory(Kernel kernel, std::size_t bytes, const char* name) {
   const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(bytes));
   return e == cudaSuccess ? Status::success() : Status::cuda(e, name);
-}
-
-}  // namespace capkv::cuda
-
-namespace capkv::cuda {
-
-// Zeroes a launcher's error word at the start of run().
-inline Status clear_flags(std::uint32_t* flags, cudaStream_t stream) {
-  const cudaError_t e = cudaMemsetAsync(flags, 0, sizeof *flags, stream);
-  return e == cudaSuccess ? Status::success() : Status::cuda(e, "cudaMemsetAsync");
 }
 
 }  // namespace capkv::cuda

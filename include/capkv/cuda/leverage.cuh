@@ -83,13 +83,11 @@ struct WeightedLeverage {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<WeightedLeverage>(a, workspace, workspace_bytes);
+    Status s = start_run<WeightedLeverage>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
     const Buffers buffers = carve(carver, a);
-    s = clear_flags(flags, stream);
-    if (!s) return s;
     return enqueue(a, buffers, flags, stream);
   }
 

@@ -101,12 +101,10 @@ struct SnapKVSelect {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<SnapKVSelect>(a, workspace, workspace_bytes);
+    Status s = start_run<SnapKVSelect>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     const Layout l = carve(carver, a);
-    s = clear_flags(l.flags, stream);
-    if (!s) return s;
     const std::int64_t n = a.inputs.n_tokens();
     if (n == 0) return Status::success();
     const SnapKV::Config& c = a.policy.config;

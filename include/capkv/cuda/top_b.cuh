@@ -72,13 +72,11 @@ struct TopB {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<TopB>(a, workspace, workspace_bytes);
+    Status s = start_run<TopB>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
     capkv::device::Threshold* thresholds = carve(carver, a);
-    s = clear_flags(flags, stream);
-    if (!s) return s;
     return enqueue(a, thresholds, flags, stream);
   }
 

@@ -76,13 +76,11 @@ struct WeightedGram {
 
   static Status run(const Arguments& a, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-    Status s = check_run<WeightedGram>(a, workspace, workspace_bytes);
+    Status s = start_run<WeightedGram>(a, workspace, workspace_bytes, stream);
     if (!s) return s;
     WorkspaceCarver carver(workspace);
     std::uint32_t* flags = take_flags(carver);
     float* partials = carve(carver, a);
-    s = clear_flags(flags, stream);
-    if (!s) return s;
     return enqueue(a, partials, flags, stream);
   }
 
